@@ -1,0 +1,1 @@
+"""Runs Concierge on one machine: moto for AWS, a WAHA simulator, and the real handlers."""

@@ -1,0 +1,1 @@
+"""Concierge's domain: guests, their WhatsApp conversations, and the WAHA integration."""
