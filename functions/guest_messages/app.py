@@ -1,0 +1,54 @@
+"""GET /api/v1/guests/{user_id}/messages: a guest's conversation, oldest first, a page at a time."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from concierge import api, conversation, store
+
+logger = Logger()
+tracer = Tracer()
+app = api.create_resolver()
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+def _page_size(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise api.ApiError(
+            400, "bad_request", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}", [{"field": "limit"}]
+        )
+    return int(raw)
+
+
+@app.get("/api/v1/guests/<user_id>/messages")
+def messages(user_id: str) -> Response:
+    limit = _page_size(app.current_event.get_query_string_value("limit"))
+    cursor = app.current_event.get_query_string_value("cursor")
+    unknown = api.ApiError(404, "not_found", "no guest has this user_id")
+    try:
+        uuid.UUID(user_id)
+    except ValueError as error:
+        raise unknown from error
+    try:
+        page, next_cursor = conversation.history(user_id, limit, cursor)
+    except conversation.UnknownUser as error:
+        raise unknown from error
+    except store.InvalidCursor as error:
+        raise api.ApiError(400, "bad_request", str(error), [{"field": "cursor"}]) from error
+    return api.json_response(200, {"user_id": user_id, "messages": page, "next_cursor": next_cursor})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

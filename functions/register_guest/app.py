@@ -1,0 +1,38 @@
+"""POST /api/v1/guests/register: the hotel's system registers a checked-in guest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from concierge import api
+from concierge.registration import IdempotencyKeyReused, RegistrationRequest, register_guest
+
+logger = Logger()
+tracer = Tracer()
+app = api.create_resolver()
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+
+
+@app.post("/api/v1/guests/register")
+def register() -> Response:
+    request = api.parse(RegistrationRequest, api.json_object(app))
+    idempotency_key = api.header(app, "Idempotency-Key")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise api.ApiError(400, "bad_request", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    try:
+        registration = register_guest(request, idempotency_key)
+    except IdempotencyKeyReused as error:
+        raise api.ApiError(409, "idempotency_key_reused", str(error)) from error
+    return api.json_response(201, registration.model_dump())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,38 @@
+"""SQS consumer: sends queued messages through WAHA, reporting failed records for retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from concierge.delivery import Batch
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    batch = Batch(event.get("Records", []), context.get_remaining_time_in_millis)
+
+    def deliver(record: SQSRecord) -> str:
+        try:
+            outcome = batch.deliver(record.raw_event)
+        except Exception:
+            metrics.add_metric(name="MessagesNotSent", unit=MetricUnit.Count, value=1)
+            raise
+        metrics.add_metric(
+            name="MessagesSent" if outcome == "sent" else "MessagesSkipped", unit=MetricUnit.Count, value=1
+        )
+        return outcome
+
+    return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)

@@ -1,0 +1,101 @@
+"""What every HTTP function shares: the resolver, reading a JSON body, and one mapping of errors to answers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from pydantic import BaseModel, ValidationError
+
+logger = Logger(child=True)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """A client error, answered as JSON: {"error": code, "message": ..., "details": [...]}."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def field_errors(error: ValidationError) -> list[dict[str, Any]]:
+    details = []
+    for problem in error.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in problem["loc"]) or "body"
+        details.append({"field": location, "message": problem["msg"], "type": problem["type"]})
+    return details
+
+
+def create_resolver() -> APIGatewayRestResolver:
+    app = APIGatewayRestResolver()
+
+    @app.exception_handler(ApiError)
+    def _client_error(error: ApiError) -> Response:
+        return json_response(error.status, {"error": error.code, "message": error.message, "details": error.details})
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return json_response(404, {"error": "not_found", "message": "no such route"})
+
+    return app
+
+
+def raw_body(app: APIGatewayRestResolver) -> bytes:
+    """The request body exactly as sent (API Gateway may hand it over base64-encoded)."""
+    event = app.current_event
+    if event.body is None:
+        return b""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(event.body, validate=True)
+        except binascii.Error as error:
+            raise ApiError(400, "bad_request", "body is not valid base64") from error
+    return event.body.encode()
+
+
+def header(app: APIGatewayRestResolver, name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in (app.current_event.headers or {}).items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def json_object(app: APIGatewayRestResolver, body: bytes | None = None) -> dict[str, Any]:
+    """The body as a JSON object; 415 for another content type, 400 for anything that is not a JSON object."""
+    content_type = (header(app, "content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    data = raw_body(app) if body is None else body
+    if not data.strip():
+        raise ApiError(400, "bad_request", "request body is empty; send a JSON object")
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "bad_request", "request body is not valid JSON") from error
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_request", "request body must be a JSON object")
+    return value
+
+
+def parse(model: type[Model], data: dict[str, Any], status: int = 422) -> Model:
+    """Validates a JSON object against a model; what is wrong becomes a `status` answer naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        details = field_errors(error)
+        fields = ", ".join(sorted({detail["field"] for detail in details}))
+        raise ApiError(status, "validation_error", f"invalid fields: {fields}", details) from error

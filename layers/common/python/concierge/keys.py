@@ -1,0 +1,43 @@
+"""Every key of the single table, built in one place (docs/architecture.md lists the item types)."""
+
+from __future__ import annotations
+
+Key = dict[str, str]
+
+PENDING_OUTBOX = "PENDING"
+
+
+def phone(e164: str) -> Key:
+    return {"pk": f"PHONE#{e164}", "sk": "PHONE"}
+
+
+def user(user_id: str) -> Key:
+    return {"pk": f"USER#{user_id}", "sk": "PROFILE"}
+
+
+def checkin(user_id: str, checkin_id: str) -> Key:
+    return {"pk": f"USER#{user_id}", "sk": f"CHECKIN#{checkin_id}"}
+
+
+def session(user_id: str, session_id: str) -> Key:
+    return {"pk": f"USER#{user_id}", "sk": f"SESSION#{session_id}"}
+
+
+MESSAGE_PREFIX = "MSG#"
+
+
+def message(user_id: str, created_at: str, message_id: str) -> Key:
+    # created_at first: a query on the user's partition returns the conversation in order.
+    return {"pk": f"USER#{user_id}", "sk": f"{MESSAGE_PREFIX}{created_at}#{message_id}"}
+
+
+def user_partition(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def waha_event(waha_session: str, message_id: str) -> Key:
+    return {"pk": f"WAHA#{waha_session}#{message_id}", "sk": "EVENT"}
+
+
+def registration_request(idempotency_key: str) -> Key:
+    return {"pk": f"REGISTRATION#{idempotency_key}", "sk": "REGISTRATION"}

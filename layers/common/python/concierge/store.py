@@ -1,0 +1,248 @@
+"""DynamoDB access for guests, stays and conversations: one table, keys from `keys`.
+
+Each flow is shaped to the fewest calls: registering is one transaction, an inbound
+message is one read plus one transaction, a history page is one query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from concierge import aws_clients, keys
+from concierge.config import settings
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+PENDING = "PENDING"
+SENT = "SENT"
+FAILED = "FAILED"
+RECEIVED = "RECEIVED"
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _table() -> str:
+    return settings().table_name
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message row as written: the key for the outbox and the fields the history shows."""
+
+    user_id: str
+    message_id: str
+    session_id: str
+    role: str
+    text: str
+    created_at: str
+    status: str
+    chat_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> keys.Key:
+        return keys.message(self.user_id, self.created_at, self.message_id)
+
+    def item(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            **self.key,
+            "type": "Message",
+            "message_id": self.message_id,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "role": self.role,
+            "text": self.text,
+            "created_at": self.created_at,
+            "status": self.status,
+            "chat_id": self.chat_id,
+            **self.extra,
+        }
+        if self.status == PENDING:
+            # Sparse index: the sweeper finds messages that never reached the queue.
+            values["outbox_pk"] = keys.PENDING_OUTBOX
+            values["outbox_sk"] = self.created_at
+        return values
+
+
+class TransactionConflict(Exception):
+    """A transaction was cancelled because a condition failed; `reasons` is DynamoDB's list, items decoded."""
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction cancelled: " + ", ".join(reason.get("Code", "?") for reason in reasons))
+        self.reasons = reasons
+
+    def failed(self, index: int) -> bool:
+        return index < len(self.reasons) and self.reasons[index].get("Code") == "ConditionalCheckFailed"
+
+    def old_item(self, index: int) -> dict[str, Any] | None:
+        item = self.reasons[index].get("Item") if index < len(self.reasons) else None
+        return from_item(item) if item else None
+
+
+def put(
+    values: dict[str, Any], condition: str | None = None, condition_values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    action: dict[str, Any] = {"TableName": _table(), "Item": to_item(values)}
+    if condition:
+        action["ConditionExpression"] = condition
+        action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    if condition_values:
+        action["ExpressionAttributeValues"] = to_item(condition_values)
+    return {"Put": action}
+
+
+def put_new(values: dict[str, Any]) -> dict[str, Any]:
+    return put(values, "attribute_not_exists(pk)")
+
+
+def update(
+    key: keys.Key,
+    expression: str,
+    values: dict[str, Any],
+    condition: str | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "TableName": _table(),
+        "Key": to_item(key),
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": to_item(values),
+    }
+    if names:
+        action["ExpressionAttributeNames"] = names
+    if condition:
+        action["ConditionExpression"] = condition
+        action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {"Update": action}
+
+
+def condition_check(key: keys.Key, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ConditionCheck": {
+            "TableName": _table(),
+            "Key": to_item(key),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": to_item(values),
+        }
+    }
+
+
+def transact(actions: list[dict[str, Any]]) -> None:
+    try:
+        aws_clients.dynamodb().transact_write_items(TransactItems=actions)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        reasons = error.response.get("CancellationReasons", [])
+        if not any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+            raise
+        raise TransactionConflict(reasons) from error
+
+
+def get(key: keys.Key, consistent: bool = False) -> dict[str, Any] | None:
+    response = aws_clients.dynamodb().get_item(TableName=_table(), Key=to_item(key), ConsistentRead=consistent)
+    item = response.get("Item")
+    return from_item(item) if item else None
+
+
+def get_many(item_keys: Iterable[keys.Key]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Reads up to 100 items in one call (consistent, so a status just written is seen)."""
+    wanted = {(key["pk"], key["sk"]): key for key in item_keys}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    request = {_table(): {"Keys": [to_item(key) for key in wanted.values()], "ConsistentRead": True}}
+    while request and wanted:
+        response = aws_clients.dynamodb().batch_get_item(RequestItems=request)
+        for item in response.get("Responses", {}).get(_table(), []):
+            values = from_item(item)
+            found[(values["pk"], values["sk"])] = values
+        request = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def update_item(
+    key: keys.Key,
+    expression: str,
+    values: dict[str, Any],
+    condition: str = "attribute_exists(pk)",
+    names: dict[str, str] | None = None,
+) -> bool:
+    """Applies an update; False when the condition does not hold (nothing is written then)."""
+    action = update(key, expression, values, condition, names)["Update"]
+    action.pop("ReturnValuesOnConditionCheckFailure", None)
+    try:
+        aws_clients.dynamodb().update_item(**action)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this API did not hand out."""
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    plain = {name: _deserializer.deserialize(value) for name, value in last_key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+        raise InvalidCursor("cursor is not one this API returned") from error
+    if not isinstance(plain, dict) or set(plain) != {"pk", "sk"} or plain["pk"] != partition:
+        raise InvalidCursor("cursor is not one this API returned")
+    if not isinstance(plain["sk"], str) or not plain["sk"].startswith(keys.MESSAGE_PREFIX):
+        raise InvalidCursor("cursor is not one this API returned")
+    return to_item(plain)
+
+
+def query_messages(user_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    partition = keys.user_partition(user_id)
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :msg)",
+        "ExpressionAttributeValues": to_item({":pk": partition, ":msg": keys.MESSAGE_PREFIX}),
+        "Limit": limit,
+    }
+    if cursor:
+        request["ExclusiveStartKey"] = decode_cursor(cursor, partition)
+    response = aws_clients.dynamodb().query(**request)
+    return [from_item(item) for item in response.get("Items", [])], encode_cursor(response.get("LastEvaluatedKey"))
+
+
+def query_pending_outbox(created_before: str, limit: int = 100) -> list[keys.Key]:
+    response = aws_clients.dynamodb().query(
+        TableName=_table(),
+        IndexName="outbox",
+        KeyConditionExpression="outbox_pk = :pending AND outbox_sk < :before",
+        ExpressionAttributeValues=to_item({":pending": keys.PENDING_OUTBOX, ":before": created_before}),
+        Limit=limit,
+    )
+    return [{"pk": item["pk"]["S"], "sk": item["sk"]["S"]} for item in response.get("Items", [])]
+
+
+def iso(moment: datetime) -> str:
+    """UTC timestamps with microseconds: sortable as text, which the message keys rely on."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
