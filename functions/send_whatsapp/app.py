@@ -15,7 +15,8 @@ from concierge.delivery import Batch
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch that fails whole is still answered record by record, so each record keeps its own retry delay.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context

@@ -117,16 +117,16 @@ class Batch:
             condition="attribute_exists(pk) AND #status <> :sent",
             names={"#status": "status"},
         )
-        if not last_attempt:
-            self._delay_retry(record, receive_count)
+        # After the last attempt, visible again at once: SQS then moves it to the dead-letter queue.
+        self._delay_retry(record, 0 if last_attempt else retry_delay_seconds(receive_count))
 
     @staticmethod
-    def _delay_retry(record: dict[str, Any], receive_count: int) -> None:
+    def _delay_retry(record: dict[str, Any], delay_seconds: int) -> None:
         try:
             aws_clients.sqs().change_message_visibility(
                 QueueUrl=settings().outbound_queue_url,
                 ReceiptHandle=record["receiptHandle"],
-                VisibilityTimeout=retry_delay_seconds(receive_count),
+                VisibilityTimeout=delay_seconds,
             )
         except (BotoCoreError, ClientError):
             # The queue's own visibility timeout still brings the record back.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 WELCOME = (
     "Halo {guest_name}! 👋\n"
     "\n"
@@ -22,9 +24,13 @@ AUTO_REPLY = (
 )
 
 
+_PLACEHOLDER = re.compile(r"\{(guest_name|room_number)\}")
+
+
 def welcome(guest_name: str, room_number: str) -> str:
-    # replace(), not format(): a guest's name may hold braces.
-    return WELCOME.replace("{guest_name}", guest_name).replace("{room_number}", room_number)
+    # One pass over the template: a guest's name holding "{room_number}" stays as written.
+    values = {"guest_name": guest_name, "room_number": room_number}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], WELCOME)
 
 
 def auto_reply() -> str:
