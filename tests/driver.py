@@ -61,9 +61,7 @@ class Concierge:
         response = self.handlers[function](event, lambda_context(function))
         return response["statusCode"], response_json(response)
 
-    def register(
-        self, body: Any = None, *, headers: dict[str, str] | None = None, **changes: Any
-    ) -> tuple[int, Any]:
+    def register(self, body: Any = None, *, headers: dict[str, str] | None = None, **changes: Any) -> tuple[int, Any]:
         payload = {**GUEST, **changes} if body is None else body
         return self._call("RegisterGuestFunction", api_event("register_guest", payload, headers=headers))
 

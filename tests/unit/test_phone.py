@@ -7,7 +7,9 @@ import pytest
 from concierge import phone
 
 
-@pytest.mark.parametrize("written", ["081234567890", "+6281234567890", "6281234567890", "0812-3456-7890", " 0812 3456 7890 "])
+@pytest.mark.parametrize(
+    "written", ["081234567890", "+6281234567890", "6281234567890", "0812-3456-7890", " 0812 3456 7890 "]
+)
 def test_indonesian_forms_are_one_number(written: str) -> None:
     """The guide's forms all become +6281234567890 and chat id 6281234567890@c.us."""
     assert phone.to_e164(written, "ID") == "+6281234567890"

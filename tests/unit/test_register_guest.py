@@ -21,7 +21,10 @@ def test_guide_manual_test_1_registration(concierge: Concierge) -> None:
     assert status == 201
     assert body["status"] == "active"
     assert {body["full_name"], body["room_number"], body["checkin_date"], body["email"]} == {
-        "Test Guest", "101", "2025-11-22", "test@example.com"
+        "Test Guest",
+        "101",
+        "2025-11-22",
+        "test@example.com",
     }
     assert body["phone_number"] == "+6281234567890"
     (user,) = concierge.items_of_type("User")
@@ -129,9 +132,7 @@ def _written(concierge: Concierge) -> tuple[int, int]:
         ({"nickname": "Johnny"}, "nickname"),
     ],
 )
-def test_bad_fields_are_422_naming_the_field_and_write_nothing(
-    concierge: Concierge, change: dict, field: str
-) -> None:
+def test_bad_fields_are_422_naming_the_field_and_write_nothing(concierge: Concierge, change: dict, field: str) -> None:
     """Each invalid or missing field is a 422 whose JSON names it; nothing is stored or queued."""
     body = {**GUEST, **change}
     body = {name: value for name, value in body.items() if value is not None}

@@ -83,7 +83,7 @@ def test_redelivered_record_of_a_sent_message_is_not_sent_again(concierge: Conci
 
 def test_send_carries_a_stable_pre_generated_id(concierge: Concierge) -> None:
     """The sendText body carries our message's own id, so a retried send is the same WhatsApp message."""
-    _, guest = concierge.register()
+    concierge.register()
     concierge.deliver_queued()
 
     (sent,) = concierge.waha.sent_messages()

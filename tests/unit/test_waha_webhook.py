@@ -32,7 +32,11 @@ def test_guide_manual_test_2_guest_message(concierge: Concierge, guest: dict) ->
     assert status == 200 and {**body, "outcome": None} == {**PROCESSED, "outcome": None}
     assert body["outcome"] == "stored"
     welcome, inbound, reply = concierge.conversation(guest["user_id"])
-    assert (inbound["role"], inbound["text"], inbound["session_id"]) == ("User", "Hello, I need help", guest["session_id"])
+    assert (inbound["role"], inbound["text"], inbound["session_id"]) == (
+        "User",
+        "Hello, I need help",
+        guest["session_id"],
+    )
     assert (reply["role"], reply["text"], reply["status"]) == ("System", AUTO_REPLY, "PENDING")
     assert welcome["created_at"] < inbound["created_at"] < reply["created_at"]
 

@@ -11,7 +11,9 @@ from concierge import signature
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, waha_message
 
-VECTOR = json.loads((Path(__file__).resolve().parents[2] / "devstack/waha_spec/webhook-hmac.test-vector.json").read_text())
+VECTOR = json.loads(
+    (Path(__file__).resolve().parents[2] / "devstack/waha_spec/webhook-hmac.test-vector.json").read_text()
+)
 KEY = "hotel-webhook-key"
 
 

@@ -1,0 +1,617 @@
+"""A stand-in for WAHA (WhatsApp HTTP API) that keeps to WAHA's own contract, for the dev stack and tests.
+
+It answers `POST /api/sendText` and `GET /api/sessions/{session}` the way WAHA 2026.7 documents them
+(the `MessageTextRequest` schema, `WAMessage` / `SessionInfo` shapes, NestJS-style error bodies), and it
+posts inbound `message` webhooks signed and retried the way WAHA's webhook sender does. Faults
+(unreachable, 500, slow, random failures) let tests drive the outbox through WAHA's real failure modes.
+
+The reference data it loads lives in `waha_spec/`, copied from WAHA's repositories, so that the
+simulator and the real service cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import urllib3
+from jsonschema import Draft202012Validator
+
+from concierge.phone import chat_id, mask, to_e164
+
+logger = logging.getLogger(__name__)
+
+SPEC_DIR = Path(__file__).parent / "waha_spec"
+SEND_TEXT_SCHEMA_FILE = "sendText-request.schema.json"
+ENVELOPE_EXAMPLE_FILE = "webhook-envelope.docs-example.json"
+HMAC_TEST_VECTOR_FILE = "webhook-hmac.test-vector.json"
+
+# The OpenAPI excerpt in waha_spec/ describes this release; webhooks and the User-Agent carry it as WAHA does.
+WAHA_VERSION = "2026.7.1"
+ENGINE = "WEBJS"
+TIER = "CORE"
+DEFAULT_ME_ID = "6281100000000@c.us"
+PUSH_NAME = "Hotel"
+HMAC_ALGORITHM = "sha512"
+FAULT_MODES = ("ok", "down", "error500", "slow")
+
+# WAMessageAck in WAHA: the number is what WhatsApp reports, the name is what WAHA adds next to it.
+ACK_SERVER = 1
+ACK_SERVER_NAME = "SERVER"
+
+_MAX_RETRY_DELAY_SECONDS = 2.0
+_SERVE_POLL_SECONDS = 0.05
+# ULIDs (WAHA's event ids) are written in Crockford's base32; WAHA lower-cases them.
+_CROCKFORD_BASE32 = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+class WebhookNotConfiguredError(RuntimeError):
+    """deliver_inbound was asked for, but the simulator has no webhook_url to post to."""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: dict[str, Any]
+
+
+# The router answers None when the simulated WAHA is unreachable: the handler then drops the connection.
+_Router = Callable[[str, str, str | None, bytes], _Reply | None]
+
+
+def load_spec(name: str) -> Any:
+    """One of the WAHA reference files shipped next to this module, parsed."""
+    return json.loads((SPEC_DIR / name).read_text(encoding="utf-8"))
+
+
+def webhook_hmac(key: str, raw_body: bytes) -> str:
+    """The X-Webhook-Hmac value WAHA sends: hex HMAC-SHA512 of the exact body bytes."""
+    return hmac.new(key.encode("utf-8"), raw_body, hashlib.sha512).hexdigest()
+
+
+def new_event_id(now_ms: int | None = None) -> str:
+    """A WAHA event id: 'evt_' and a lower-case ULID (48-bit ms time, 80 random bits)."""
+    millis = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (millis & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    chars = [_CROCKFORD_BASE32[(value >> shift) & 0x1F] for shift in range(125, -1, -5)]
+    return "evt_" + "".join(chars)
+
+
+def _is_success(status: int) -> bool:
+    # Like WAHA's sender (axios), any 2xx counts as delivered and anything else is retried.
+    return 200 <= status < 300
+
+
+def _error(status: int, error: str, message: str | list[str]) -> _Reply:
+    # NestJS (which WAHA runs on) shapes every HTTP exception this way.
+    return _Reply(status, {"statusCode": status, "message": message, "error": error})
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError("body must be valid JSON") from exc
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when many senders connect at once, and each dropped
+    # SYN costs the client a one-second retransmit: that would show up as fake WAHA latency in load tests.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], router: _Router) -> None:
+        self.router = router
+        # Keep-alive connections outlive shutdown(); they are tracked so stop() can really stop answering.
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            live = list(self._connections)
+        for connection in live:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client closed it first
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (read timeout during "slow") is expected here, not worth a traceback on stderr.
+        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    # Keep-alive, as WAHA behind Node does: throughput benchmarks would otherwise measure TCP handshakes.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without this, Nagle and delayed ACKs add ~40 ms per answer.
+    disable_nagle_algorithm = True
+    server_version = "WAHA-simulator"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def _serve(self, method: str) -> None:
+        # The body is read even when the answer ignores it, so the socket stays in step for the next request.
+        raw = self._read_body()
+        path = urlsplit(self.path).path
+        reply = self.server.router(method, path, self.headers.get("X-Api-Key"), raw)
+        if reply is None:
+            self.close_connection = True
+            return
+        payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            # The client left (timed out, or stop() closed the socket) before the answer was ready.
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(length) if length > 0 else b""
+
+    def log_message(self, template: str, *args: Any) -> None:
+        logger.debug("%s - %s", self.address_string(), template % args)
+
+
+class WahaSimulator:
+    """WAHA on a local port: validates sendText like WAHA, records what it 'sent', and posts inbound webhooks."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_hmac_key: str | None = None,
+        session: str = "default",
+        slow_seconds: float = 15.0,
+        latency_seconds: float = 0.0,
+        default_region: str = "ID",
+        webhook_attempts: int = 15,
+        webhook_retry_delay: float = 0.05,
+        webhook_timeout: float = 10.0,
+        me_id: str = DEFAULT_ME_ID,
+    ) -> None:
+        if webhook_attempts < 1:
+            raise ValueError("webhook_attempts must be at least 1")
+        self._host = host
+        self._requested_port = port
+        self._api_key = api_key
+        self._webhook_url = webhook_url
+        self._webhook_hmac_key = webhook_hmac_key
+        self._session = session
+        self._slow_seconds = slow_seconds
+        self._latency_seconds = latency_seconds
+        self._default_region = default_region
+        self._webhook_attempts = webhook_attempts
+        self._webhook_retry_delay = webhook_retry_delay
+        self._webhook_timeout = urllib3.Timeout(connect=min(webhook_timeout, 5.0), read=webhook_timeout)
+        self._me_id = me_id
+
+        self._validator = Draft202012Validator(load_spec(SEND_TEXT_SCHEMA_FILE)["MessageTextRequest"])
+        self._envelope_template: dict[str, Any] = load_spec(ENVELOPE_EXAMPLE_FILE)
+        self._http = urllib3.PoolManager(headers={"User-Agent": f"WAHA/{WAHA_VERSION}"})
+
+        self._lock = threading.Lock()
+        self._sent: list[dict[str, Any]] = []
+        self._accepted_by_id: dict[str, dict[str, Any]] = {}
+        self._fault = "ok"
+        self._fail_ratio = 0.0
+        # Failure injection only, not security: a seedable PRNG is what makes load tests repeatable.
+        self._rng = random.Random()  # noqa: S311
+        # Set by stop(): wakes "slow" answers and webhook retry waits so shutdown never hangs on them.
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        if self._server is not None:
+            return self.url
+        self._stopping.clear()
+        self._server = _Server((self._host, self._requested_port), self._route)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _SERVE_POLL_SECONDS},
+            name=f"waha-sim-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("WAHA simulator listening on %s (session %s)", self.url, self._session)
+        return self.url
+
+    def stop(self) -> None:
+        self._stopping.set()
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._http.clear()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the WAHA simulator is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def me_id(self) -> str:
+        return self._me_id
+
+    # --- test controls ---------------------------------------------------------------------------
+
+    def sent_messages(self) -> list[dict[str, Any]]:
+        """Every accepted sendText in order; copies, so callers cannot change what the simulator saw."""
+        with self._lock:
+            return copy.deepcopy(self._sent)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sent.clear()
+            self._accepted_by_id.clear()
+
+    def set_fault(self, mode: str) -> None:
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(FAULT_MODES)}")
+        with self._lock:
+            self._fault = mode
+        logger.info("WAHA simulator fault mode: %s", mode)
+
+    def fail_ratio(self, ratio: float, seed: int | None = None) -> None:
+        """Makes that share of otherwise valid sendText calls fail with 500; 0 turns it off."""
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError("ratio must be between 0 and 1")
+        with self._lock:
+            self._fail_ratio = ratio
+            self._rng = random.Random(seed)  # noqa: S311
+
+    # --- inbound webhooks ------------------------------------------------------------------------
+
+    def deliver_inbound(
+        self, phone: str, text: str, *, message_id: str | None = None, event: str = "message"
+    ) -> dict[str, Any]:
+        """Posts a guest's message to webhook_url as WAHA would, retrying until a 2xx or the attempts run out.
+
+        Works whether or not the HTTP side is running; once stop() has been called, retries are abandoned.
+        """
+        if self._webhook_url is None:
+            raise WebhookNotConfiguredError("the WAHA simulator has no webhook_url")
+        sender = chat_id(to_e164(phone, self._default_region))
+        envelope = self._message_event(sender, text, message_id, event)
+        # Compact and not ASCII-escaped, like JSON.stringify: receivers must check the HMAC on the bytes
+        # they got, and a receiver that re-serialises the JSON before hashing would fail here as with WAHA.
+        raw = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = self._webhook_headers(envelope, raw)
+
+        status = 0
+        attempts = 0
+        for attempts in range(1, self._webhook_attempts + 1):
+            status = self._post_webhook(self._webhook_url, raw, headers, envelope["id"], attempts)
+            if _is_success(status) or attempts == self._webhook_attempts:
+                break
+            if self._stopping.wait(self._retry_delay(attempts)):
+                break
+        delivered = _is_success(status)
+        log = logger.info if delivered else logger.warning
+        log(
+            "webhook %s from %s: delivered=%s status=%s attempts=%d",
+            envelope["id"],
+            mask(sender),
+            delivered,
+            status,
+            attempts,
+        )
+        return {
+            "delivered": delivered,
+            "status": status,
+            "attempts": attempts,
+            "event_id": envelope["id"],
+            "payload_id": envelope["payload"]["id"],
+        }
+
+    def _message_event(self, sender: str, text: str, message_id: str | None, event: str) -> dict[str, Any]:
+        now = time.time()
+        payload = {
+            "id": message_id or f"false_{sender}_{secrets.token_hex(16).upper()}",
+            "timestamp": int(now),
+            "from": sender,
+            "fromMe": False,
+            "source": "app",
+            "to": self._me_id,
+            "body": text,
+            "hasMedia": False,
+            "ack": ACK_SERVER,
+            "ackName": ACK_SERVER_NAME,
+            "vCards": [],
+            "_data": {},
+        }
+        now_ms = int(now * 1000)
+        # Filled from the docs' envelope so the keys and their order stay those WAHA documents.
+        envelope = copy.deepcopy(self._envelope_template)
+        envelope.update(
+            id=new_event_id(now_ms),
+            timestamp=now_ms,
+            event=event,
+            session=self._session,
+            metadata={},
+            me={"id": self._me_id, "pushName": PUSH_NAME},
+            payload=payload,
+            environment={
+                "version": WAHA_VERSION,
+                "engine": ENGINE,
+                "tier": TIER,
+                "browser": "/usr/bin/chromium",
+                "platform": "linux/x64",
+                "worker": {"id": None},
+            },
+            engine=ENGINE,
+        )
+        return envelope
+
+    def _webhook_headers(self, envelope: dict[str, Any], raw: bytes) -> dict[str, str]:
+        # WAHA builds these once per event and its retries resend them unchanged, request id included.
+        headers = {
+            "Content-Type": "application/json",
+            "X-Webhook-Request-Id": uuid.uuid4().hex,
+            "X-Webhook-Timestamp": str(envelope["timestamp"]),
+        }
+        if self._webhook_hmac_key is not None:
+            headers["X-Webhook-Hmac"] = webhook_hmac(self._webhook_hmac_key, raw)
+            headers["X-Webhook-Hmac-Algorithm"] = HMAC_ALGORITHM
+        return headers
+
+    def _post_webhook(self, url: str, raw: bytes, headers: dict[str, str], event_id: str, attempt: int) -> int:
+        """One POST; the HTTP status, or 0 when no answer came back."""
+        try:
+            response = self._http.request(
+                "POST", url, body=raw, headers=headers, retries=False, timeout=self._webhook_timeout
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            logger.debug("webhook %s attempt %d: %s", event_id, attempt, type(exc).__name__)
+            return 0
+        logger.debug("webhook %s attempt %d: HTTP %d", event_id, attempt, response.status)
+        return response.status
+
+    def _retry_delay(self, attempt: int) -> float:
+        return min(self._webhook_retry_delay * 2 ** (attempt - 1), _MAX_RETRY_DELAY_SECONDS)
+
+    # --- HTTP routing ----------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, api_key: str | None, raw: bytes) -> _Reply | None:
+        # /api/sim/* stays up under every fault, otherwise a test could not switch a fault off again.
+        if path.startswith("/api/sim/"):
+            return self._route_sim(method, path, raw)
+        if self._current_fault() == "down":
+            return None
+        if method == "POST" and path == "/api/sendText":
+            return self._send_text(api_key, raw)
+        if method == "GET" and path.startswith("/api/sessions/"):
+            return self._session_info(api_key, unquote(path.removeprefix("/api/sessions/")))
+        return _error(404, "Not Found", f"Cannot {method} {path}")
+
+    def _current_fault(self) -> str:
+        with self._lock:
+            return self._fault
+
+    def _authorised(self, api_key: str | None) -> bool:
+        if self._api_key is None:
+            return True
+        return api_key is not None and hmac.compare_digest(api_key.encode(), self._api_key.encode())
+
+    def _send_text(self, api_key: str | None, raw: bytes) -> _Reply:
+        if not self._authorised(api_key):
+            return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        problems = self._schema_problems(body)
+        if problems:
+            return _error(400, "Bad Request", problems)
+        # Stricter than WAHA, which appends '@c.us' to a bare number: Concierge must always send full chat ids.
+        if "@" not in body["chatId"]:
+            return _error(400, "Bad Request", ["chatId must be a WhatsApp chat id such as 6281234567890@c.us"])
+        if body["session"] != self._session:
+            return _error(422, "Unprocessable Entity", f'Session "{body["session"]}" does not exist')
+
+        with self._lock:
+            fault = self._fault
+            random_failure = self._fail_ratio > 0 and self._rng.random() < self._fail_ratio
+        if fault == "error500" or random_failure:
+            return _error(500, "Internal Server Error", "Internal server error")
+
+        message = self._accept(body)
+        # The message has left before the answer does, so a client that times out meets WAHA's real
+        # ambiguous case: sent, but never acknowledged.
+        delay = self._latency_seconds + (self._slow_seconds if fault == "slow" else 0.0)
+        if delay > 0:
+            self._stopping.wait(delay)
+        return _Reply(201, message)
+
+    def _schema_problems(self, body: Any) -> list[str]:
+        problems = []
+        for error in self._validator.iter_errors(body):
+            where = ".".join(str(part) for part in error.absolute_path)
+            problems.append(f"{where}: {error.message}" if where else error.message)
+        return sorted(problems)
+
+    def _accept(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The WAMessage WAHA answers with; records the send unless this pre-generated id was already sent."""
+        chat, pre_generated = body["chatId"], body.get("id")
+        message_id = f"true_{chat}_{pre_generated or secrets.token_hex(10).upper()}"
+        with self._lock:
+            # WhatsApp keys a message by its id, so resending a pre-generated id delivers nothing new.
+            earlier = self._accepted_by_id.get(message_id) if pre_generated else None
+            if earlier is not None:
+                logger.info("sendText %s repeated a pre-generated id; not sent again", message_id)
+                return copy.deepcopy(earlier)
+            now = time.time()
+            message = {
+                "id": message_id,
+                "timestamp": int(now),
+                "from": self._me_id,
+                "fromMe": True,
+                "source": "api",
+                "to": chat,
+                "body": body["text"],
+                "hasMedia": False,
+                "ack": ACK_SERVER,
+                "ackName": ACK_SERVER_NAME,
+                "vCards": [],
+                "_data": {},
+            }
+            if pre_generated:
+                self._accepted_by_id[message_id] = message
+            self._sent.append(
+                {
+                    "id": message_id,
+                    "chatId": chat,
+                    "text": body["text"],
+                    "session": body["session"],
+                    "received_at": now,
+                    "body": copy.deepcopy(body),
+                }
+            )
+        logger.info("sendText accepted %s to %s", message_id.rsplit("_", 1)[-1], mask(chat))
+        return copy.deepcopy(message)
+
+    def _session_info(self, api_key: str | None, name: str) -> _Reply:
+        if not self._authorised(api_key):
+            return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
+        if name != self._session:
+            return _error(404, "Not Found", f'Session "{name}" does not exist')
+        fault = self._current_fault()
+        if fault == "error500":
+            return _error(500, "Internal Server Error", "Internal server error")
+        if fault == "slow":
+            self._stopping.wait(self._slow_seconds)
+        return _Reply(
+            200,
+            {
+                "name": self._session,
+                "status": "WORKING",
+                "me": {"id": self._me_id, "pushName": PUSH_NAME},
+                "presence": {},
+                "timestamps": {"activity": int(time.time() * 1000)},
+                "engine": {"engine": ENGINE},
+            },
+        )
+
+    def _route_sim(self, method: str, path: str, raw: bytes) -> _Reply:
+        if method == "GET" and path == "/api/sim/messages":
+            return _Reply(200, {"messages": self.sent_messages()})
+        if method == "POST" and path == "/api/sim/clear":
+            with self._lock:
+                cleared = len(self._sent)
+            self.clear()
+            return _Reply(200, {"cleared": cleared})
+        if method == "POST" and path == "/api/sim/fault":
+            return self._sim_fault(raw)
+        if method == "POST" and path == "/api/sim/inbound":
+            return self._sim_inbound(raw)
+        return _error(404, "Not Found", f"Cannot {method} {path}")
+
+    def _sim_fault(self, raw: bytes) -> _Reply:
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        mode = body.get("mode") if isinstance(body, dict) else None
+        if mode not in FAULT_MODES:
+            return _error(400, "Bad Request", [f"mode must be one of {', '.join(FAULT_MODES)}"])
+        self.set_fault(mode)
+        return _Reply(200, {"mode": mode})
+
+    def _sim_inbound(self, raw: bytes) -> _Reply:
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        if not isinstance(body, dict):
+            return _error(400, "Bad Request", ["body must be a JSON object"])
+        problems = [
+            f"{field} must be a string"
+            for field, required in (("phone", True), ("text", True), ("id", False), ("event", False))
+            if (field in body or required) and not isinstance(body.get(field), str)
+        ]
+        if problems:
+            return _error(400, "Bad Request", problems)
+        if self._webhook_url is None:
+            return _error(409, "Conflict", "the WAHA simulator has no webhook_url configured")
+        try:
+            result = self.deliver_inbound(
+                body["phone"], body["text"], message_id=body.get("id"), event=body.get("event", "message")
+            )
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        return _Reply(200, result)

@@ -1,0 +1,38 @@
+"""Fails when a compiled module in the SAM build is not for Lambda's arm64 (aarch64) machines.
+
+Without BuildArchitecture on the layer, `sam build` installs x86_64 wheels of pydantic_core and
+the functions crash on import in Lambda; this catches that before a deploy does.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+ELF_MAGIC = b"\x7fELF"
+EM_AARCH64 = 183
+
+
+def machine_of(path: Path) -> int | None:
+    header = path.read_bytes()[:20]
+    if not header.startswith(ELF_MAGIC):
+        return None
+    byte_order = "<" if header[5] == 1 else ">"
+    return struct.unpack(f"{byte_order}H", header[18:20])[0]
+
+
+def main(build_dir: str = ".aws-sam/build") -> int:
+    modules = sorted(Path(build_dir).rglob("*.so"))
+    if not modules:
+        print(f"no compiled modules under {build_dir}: run `make build` first", file=sys.stderr)
+        return 1
+    wrong = [path for path in modules if machine_of(path) != EM_AARCH64]
+    for path in wrong:
+        print(f"not aarch64: {path}", file=sys.stderr)
+    print(f"{len(modules) - len(wrong)} of {len(modules)} compiled modules are aarch64")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
