@@ -20,11 +20,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 def resources_of_type(resource_type: str, template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     template = template or load_template()
-    return {
-        name: resource
-        for name, resource in template["Resources"].items()
-        if resource["Type"] == resource_type
-    }
+    return {name: resource for name, resource in template["Resources"].items() if resource["Type"] == resource_type}
 
 
 def resource_properties(logical_id: str, template: dict[str, Any] | None = None) -> dict[str, Any]:

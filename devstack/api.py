@@ -1,0 +1,290 @@
+"""A local API Gateway (REST, proxy integration) for the template's `Type: Api` events.
+
+The event a handler receives is built by SAM CLI's own code (the one behind `sam local start-api`), so the
+handlers see here what they see there; on top of it this adds what `sam local` leaves out and the deployed
+API does: API keys on routes with `ApiKeyRequired`, and a fresh request id per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, jsonify, make_response, request
+from samcli.local.apigw.event_constructor import construct_v1_event
+from samcli.local.apigw.exceptions import LambdaResponseParseException
+from samcli.local.apigw.local_apigw_service import CatchAllPathConverter, LocalApigwService
+from samcli.local.apigw.path_converter import PathConverter
+from samcli.local.apigw.route import Route
+from samcli.local.apigw.service_error_responses import ServiceErrorResponses
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from devstack.functions import Handler, invoke
+from devstack.lambda_context import LambdaContext
+from devstack.template import FunctionSpec, functions, load_template
+
+LOG = logging.getLogger(__name__)
+
+# The name SAM gives the API it creates for Api events that name no RestApiId, and that API's stage.
+_IMPLICIT_API_ID = "ServerlessRestApi"
+_IMPLICIT_STAGE_NAME = "Prod"
+# Lambda's defaults, for a handler registered under a name the template does not have.
+_DEFAULT_TIMEOUT_SECONDS = 3
+_DEFAULT_MEMORY_MB = 128
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One `Type: Api` event: which function answers which path and methods, and under which API settings."""
+
+    function_id: str
+    path: str
+    methods: tuple[str, ...]
+    api_key_required: bool
+    stage_name: str
+    binary_media_types: tuple[str, ...] = ()
+    stage_variables: Mapping[str, str] | None = None
+
+    @property
+    def flask_path(self) -> str:
+        return PathConverter.convert_path_to_flask(self.path)
+
+
+def _api_id(event_properties: Mapping[str, Any]) -> str:
+    rest_api_id = event_properties.get("RestApiId")
+    if rest_api_id is None:
+        return _IMPLICIT_API_ID
+    if isinstance(rest_api_id, Mapping) and "Ref" in rest_api_id:
+        return rest_api_id["Ref"]
+    raise ValueError(f"RestApiId must be a Ref to an AWS::Serverless::Api, got {rest_api_id!r}")
+
+
+def _methods(function_id: str, method: str) -> tuple[str, ...]:
+    # Route normalises methods the way sam local does: upper case, and ANY expanded to every method.
+    return tuple(Route(function_name=function_id, path="/", methods=[method]).methods)
+
+
+def api_routes(template: Mapping[str, Any] | None = None) -> list[ApiRoute]:
+    """Every `Type: Api` event of the template's functions, with its API's stage and API-key default applied."""
+    template = template or load_template()
+    resources = template["Resources"]
+    routes = []
+    for spec in functions(template).values():
+        for event in spec.events.values():
+            if event.get("Type") != "Api":
+                continue
+            properties = event["Properties"]
+            api_id = _api_id(properties)
+            api_properties = resources.get(api_id, {}).get("Properties", {})
+            api_auth = api_properties.get("Auth", {})
+            event_auth = properties.get("Auth", {})
+            # An event's own ApiKeyRequired overrides its API's default, as in SAM's transform.
+            key_required = event_auth.get("ApiKeyRequired", api_auth.get("ApiKeyRequired", False))
+            routes.append(
+                ApiRoute(
+                    function_id=spec.logical_id,
+                    path=properties["Path"],
+                    methods=_methods(spec.logical_id, properties["Method"]),
+                    api_key_required=bool(key_required),
+                    stage_name=api_properties.get("StageName", _IMPLICIT_STAGE_NAME),
+                    binary_media_types=tuple(
+                        media_type.replace("~1", "/") for media_type in api_properties.get("BinaryMediaTypes", [])
+                    ),
+                    stage_variables=api_properties.get("Variables"),
+                )
+            )
+    return routes
+
+
+def route_for(function_id: str, template: Mapping[str, Any] | None = None) -> ApiRoute:
+    """The single Api route of a function (e.g. to print the webhook URL); fails when there is not exactly one."""
+    matches = [route for route in api_routes(template) if route.function_id == function_id]
+    if len(matches) != 1:
+        raise LookupError(f"{function_id} has {len(matches)} Api events, expected 1")
+    return matches[0]
+
+
+class _Http11RequestHandler(WSGIRequestHandler):
+    # API Gateway speaks HTTP/1.1 (keep-alive); sam local switches its server to it for the same reason.
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Our own logger, without werkzeug's terminal colours: `python -m devstack` quiets the "werkzeug" logger
+        # (moto's server logs every AWS call through it) and this keeps the API's access log.
+        LOG.info('%s "%s" %s', self.address_string(), self.requestline, code)
+
+
+def _forbidden() -> Response:
+    # API Gateway's own answer to a missing or wrong API key.
+    return make_response(jsonify({"message": "Forbidden"}), 403)
+
+
+class LocalApi:
+    """Serves the template's Api routes on host:port from a background thread, invoking handlers in-process.
+
+    `handlers` maps logical ids to handlers and is read on every request, so a caller may fill it after start()
+    (the stack does: the handlers' environment needs this API's URL). A route whose function has no handler
+    answers 502, as API Gateway does when its integration cannot be invoked."""
+
+    def __init__(
+        self,
+        handlers: Mapping[str, Handler],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        template: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._handlers = handlers
+        self._host = host
+        self._requested_port = port
+        self._api_key = api_key
+        template = template or load_template()
+        self._routes = api_routes(template)
+        self._specs: dict[str, FunctionSpec] = functions(template)
+        self._by_endpoint = {(route.flask_path, method): route for route in self._routes for method in route.methods}
+        self._app = self._create_app()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def routes(self) -> list[ApiRoute]:
+        return list(self._routes)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("LocalApi is not started")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """Base URL; paths are served at the root, without the stage, as by sam local."""
+        # A server bound to every interface is still reached, and printed, as localhost.
+        host = "127.0.0.1" if self._host in {"", "0.0.0.0", "::"} else self._host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    def _create_app(self) -> Flask:
+        app = Flask(__name__)
+        # {proxy+} paths: sam local's converter lets one segment capture slashes.
+        app.url_map.converters["path"] = CatchAllPathConverter
+        app.url_map.strict_slashes = False
+        for route in self._routes:
+            # The endpoint name is the path itself: construct_v1_event reads `resource` back from it.
+            app.add_url_rule(
+                route.flask_path,
+                endpoint=route.flask_path,
+                view_func=self._handle,
+                methods=list(route.methods),
+                provide_automatic_options=False,
+            )
+        # API Gateway REST answers both an unknown path and a known path's unknown method with 403.
+        app.register_error_handler(404, ServiceErrorResponses.route_not_found)
+        app.register_error_handler(405, ServiceErrorResponses.route_not_found)
+        return app
+
+    def start(self) -> str:
+        """Binds and starts serving; returns the base URL. Port 0 picks a free port."""
+        if self._server is not None:
+            raise RuntimeError("LocalApi is already started")
+        self._server = make_server(
+            self._host, self._requested_port, self._app, threaded=True, request_handler=_Http11RequestHandler
+        )
+        self._thread = threading.Thread(
+            # A short poll interval: stop() waits for the serve loop to notice, and tests stop many servers.
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="local-api",
+            daemon=True,
+        )
+        self._thread.start()
+        LOG.info("Local API listening on %s", self.url)
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> LocalApi:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _api_key_accepted(self) -> bool:
+        # With no key configured nothing can match, as with a deployed API whose usage plan has no keys.
+        if not self._api_key:
+            return False
+        sent = request.headers.get("x-api-key")
+        return sent is not None and hmac.compare_digest(sent.encode(), self._api_key.encode())
+
+    def _build_event(self, route: ApiRoute) -> dict[str, Any]:
+        event = construct_v1_event(
+            request,
+            self.port,
+            list(route.binary_media_types),
+            stage_name=route.stage_name,
+            stage_variables=dict(route.stage_variables) if route.stage_variables else None,
+            operation_name=None,
+            api_type=Route.API,
+        )
+        context = event["requestContext"]
+        # samcli's RequestContext takes requestId and the request time as default arguments, evaluated once at
+        # import: every sam local event carries the same ones. API Gateway gives each request its own.
+        now = datetime.now(UTC)
+        context["requestId"] = str(uuid.uuid4())
+        context["extendedRequestId"] = context["requestId"]
+        context["requestTimeEpoch"] = int(time.time() * 1000)
+        context["requestTime"] = now.strftime("%d/%b/%Y:%H:%M:%S +0000")
+        if route.api_key_required:
+            # API Gateway tells the integration which key was used; sam local never sets it.
+            context["identity"]["apiKey"] = self._api_key
+        return event
+
+    def _context(self, function_id: str) -> LambdaContext:
+        spec = self._specs.get(function_id)
+        return LambdaContext(
+            function_name=function_id,
+            memory_limit_in_mb=spec.memory_size if spec else _DEFAULT_MEMORY_MB,
+            timeout_seconds=spec.timeout if spec else _DEFAULT_TIMEOUT_SECONDS,
+        )
+
+    def _handle(self, **_path_parameters: str) -> Response:
+        # Path parameters reach the event through request.view_args inside construct_v1_event.
+        route = self._by_endpoint[(request.endpoint, request.method)]
+        if route.api_key_required and not self._api_key_accepted():
+            return _forbidden()
+        handler = self._handlers.get(route.function_id)
+        if handler is None:
+            LOG.error("No handler loaded for %s (%s %s)", route.function_id, request.method, route.path)
+            return ServiceErrorResponses.lambda_not_found_response()
+        event = self._build_event(route)
+        try:
+            result = invoke(handler, event, self._context(route.function_id))
+        except Exception:
+            # A raising, timed-out or unserialisable invoke is a failed integration: API Gateway answers 502.
+            LOG.exception("%s failed for %s %s", route.function_id, request.method, request.path)
+            return ServiceErrorResponses.lambda_failure_response()
+        try:
+            status, headers, body = LocalApigwService._parse_v1_payload_format_lambda_output(
+                json.dumps(result), list(route.binary_media_types), request, Route.API
+            )
+        except LambdaResponseParseException:
+            # API Gateway answers a malformed proxy response with a 502, and says why only in its logs.
+            LOG.exception("%s returned a malformed proxy response: %r", route.function_id, result)
+            return ServiceErrorResponses.lambda_failure_response()
+        return LocalApigwService.service_response(body, headers, status)

@@ -1,0 +1,521 @@
+"""The whole of Concierge on one machine: moto for AWS, a WAHA (simulated unless WAHA_HOST names a real one),
+the template's tables and queues, the local API Gateway and the SQS trigger, all around the real handlers.
+
+The handlers share this process, so their environment is the process environment: the stack resolves every
+function's template Environment against the local resources and config, and sets it before loading them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import urllib3
+
+from devstack.api import LocalApi, route_for
+from devstack.functions import LAYER_PYTHON_DIR, Handler, ensure_layer_on_path, invoke, load_handlers
+from devstack.lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
+from devstack.resources import LocalResources, create_resources
+from devstack.sender import QueuePoller, sqs_event_sources
+from devstack.template import FunctionSpec, functions, load_template, parameter_default, resources_of_type
+
+LOG = logging.getLogger(__name__)
+
+WEBHOOK_FUNCTION_ID = "WahaWebhookFunction"
+# The literal in the template that mirrors the OutboundQueue's maxReceiveCount (the sender's "last attempt").
+MAX_RECEIVE_COUNT_VARIABLE = "OUTBOUND_MAX_RECEIVE_COUNT"
+_FAKE_CREDENTIAL = "testing"
+_READY_TIMEOUT_SECONDS = 10.0
+
+
+def _env_str(environ: Mapping[str, str], name: str) -> str | None:
+    # An empty value (`NAME=` in a .env file) means "not set", as it does for the handlers' secrets.
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _env_int(environ: Mapping[str, str], name: str) -> int | None:
+    value = _env_str(environ, name)
+    return int(value) if value is not None else None
+
+
+def _env_port(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _env_int(environ, name)
+    return default if value is None else value
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What a local run may change. None means: the template's parameter default, or start our own."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    moto_port: int = 5000
+    waha_sim_port: int = 3000
+    # Set: use that AWS endpoint (e.g. a moto server already running). None: start moto in-process.
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    # Set: a real WAHA. None: start the WAHA simulator.
+    waha_host: str | None = None
+    waha_api_path: str | None = None
+    waha_session: str | None = None
+    waha_api_key: str | None = None
+    waha_webhook_hmac_key: str | None = None
+    # The key hotel systems send as x-api-key; None makes every key-protected route answer 403.
+    api_key: str | None = "local-dev-key"
+    default_phone_region: str | None = None
+    log_level: str | None = None
+    resource_prefix: str = "concierge"
+    # The template's 60 s visibility and 5 receives make a retry test slow; tests shorten them here.
+    visibility_timeout_override: int | None = None
+    redrive_max_receive_override: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            api_host=_env_str(env, "API_HOST") or defaults.api_host,
+            api_port=_env_port(env, "API_PORT", defaults.api_port),
+            moto_port=_env_port(env, "MOTO_PORT", defaults.moto_port),
+            waha_sim_port=_env_port(env, "WAHA_SIM_PORT", defaults.waha_sim_port),
+            aws_endpoint_url=_env_str(env, "AWS_ENDPOINT_URL"),
+            aws_region=_env_str(env, "AWS_DEFAULT_REGION") or _env_str(env, "AWS_REGION") or defaults.aws_region,
+            waha_host=_env_str(env, "WAHA_HOST"),
+            waha_api_path=_env_str(env, "WAHA_API_PATH"),
+            waha_session=_env_str(env, "WAHA_SESSION"),
+            waha_api_key=_env_str(env, "WAHA_API_KEY"),
+            waha_webhook_hmac_key=_env_str(env, "WAHA_WEBHOOK_HMAC_KEY"),
+            api_key=_env_str(env, "API_KEY") or defaults.api_key,
+            default_phone_region=_env_str(env, "DEFAULT_PHONE_REGION"),
+            log_level=_env_str(env, "LOG_LEVEL"),
+            resource_prefix=_env_str(env, "RESOURCE_PREFIX") or defaults.resource_prefix,
+            visibility_timeout_override=_env_int(env, "VISIBILITY_TIMEOUT_OVERRIDE"),
+            redrive_max_receive_override=_env_int(env, "REDRIVE_MAX_RECEIVE_OVERRIDE"),
+        )
+
+
+class _Unresolvable(Exception):
+    """A value that has no local counterpart (e.g. the name of an SSM parameter): the variable is left out."""
+
+
+@dataclass
+class TemplateEnvironment:
+    """Resolves the intrinsics used in Environment blocks against local resources and parameter values."""
+
+    template: Mapping[str, Any]
+    resources: LocalResources
+    parameters: Mapping[str, str | None]
+    region: str
+    stack_name: str
+    account_id: str = LOCAL_ACCOUNT_ID
+    _resource_types: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._resource_types = {name: resource["Type"] for name, resource in self.template["Resources"].items()}
+
+    def variables(self, spec: FunctionSpec) -> dict[str, str]:
+        """The function's variables as Lambda would see them; NoValue and SSM-only values are left out."""
+        resolved = {}
+        for name, raw in spec.environment.items():
+            try:
+                value = self.value(raw)
+            except _Unresolvable as reason:
+                LOG.debug("%s: %s is left out locally (%s)", spec.logical_id, name, reason)
+                continue
+            except ValueError as error:
+                raise ValueError(f"{spec.logical_id}: environment variable {name}: {error}") from error
+            if value is not None:
+                resolved[name] = value
+        return resolved
+
+    def value(self, node: Any) -> str | None:
+        if isinstance(node, (str, int, float, bool)):
+            return str(node).lower() if isinstance(node, bool) else str(node)
+        if not isinstance(node, Mapping) or len(node) != 1:
+            raise ValueError(f"cannot resolve {node!r}")
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return self._ref(argument)
+        if function == "Fn::GetAtt":
+            logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
+            return self._get_att(logical_id, attribute)
+        if function == "Fn::If":
+            condition, when_true, when_false = argument
+            return self.value(when_true if self._condition(condition) else when_false)
+        if function == "Fn::Sub":
+            return self._sub(argument)
+        if function == "Fn::Join":
+            delimiter, items = argument
+            values = [self.value(item) for item in items]
+            return delimiter.join(value for value in values if value is not None)
+        raise ValueError(f"{function} is not supported by the local stack")
+
+    def _ref(self, name: str) -> str | None:
+        pseudo = {
+            "AWS::NoValue": None,
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": self.stack_name,
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.template.get("Parameters", {}):
+            value = self.parameters.get(name)
+            if value is None:
+                value = parameter_default(name, dict(self.template))
+            if value is None:
+                raise _Unresolvable(f"parameter {name} has no local value")
+            return value
+        resource_type = self._resource_types.get(name)
+        if resource_type == "AWS::DynamoDB::Table":
+            return self.resources.table_name
+        if resource_type == "AWS::SQS::Queue":
+            return self.resources.queue_urls[name]
+        raise ValueError(f"Ref {name} has no local value")
+
+    def _get_att(self, logical_id: str, attribute: str) -> str:
+        resource_type = self._resource_types.get(logical_id)
+        if resource_type == "AWS::SQS::Queue":
+            url = self.resources.queue_urls[logical_id]
+            attributes = {
+                "Arn": self.resources.queue_arns[logical_id],
+                "QueueUrl": url,
+                "QueueName": url.rsplit("/", 1)[-1],
+            }
+            if attribute in attributes:
+                return attributes[attribute]
+        if resource_type == "AWS::DynamoDB::Table" and attribute == "Arn":
+            return f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{self.resources.table_name}"
+        raise ValueError(f"GetAtt {logical_id}.{attribute} has no local value")
+
+    def _sub(self, argument: Any) -> str:
+        template_string, variables = (argument, {}) if isinstance(argument, str) else argument
+
+        def replace(match: re.Match[str]) -> str:
+            escaped, name = match.groups()
+            if escaped:
+                return "${" + name + "}"
+            if name in variables:
+                value = self.value(variables[name])
+            elif "." in name and not name.startswith("AWS::"):
+                value = self._get_att(*name.split(".", 1))
+            else:
+                value = self._ref(name)
+            return value or ""
+
+        return re.sub(r"\$\{(!?)([^}]*)\}", replace, template_string)
+
+    def _condition(self, node: Any) -> bool:
+        if isinstance(node, str):
+            return self._condition(self.template["Conditions"][node])
+        ((function, argument),) = node.items()
+        if function == "Fn::Equals":
+            left, right = (self.value(item) for item in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self._condition(argument[0])
+        if function == "Fn::And":
+            return all(self._condition(item) for item in argument)
+        if function == "Fn::Or":
+            return any(self._condition(item) for item in argument)
+        if function == "Condition":
+            return self._condition(argument)
+        raise ValueError(f"condition {function} is not supported by the local stack")
+
+
+class _EnvironmentPatch:
+    """Sets process environment variables and puts the previous values back on restore()."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str | None) -> None:
+        if name not in self._previous:
+            self._previous[name] = os.environ.get(name)
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    def set_default(self, name: str, value: str) -> None:
+        if not os.environ.get(name):
+            self.set(name, value)
+
+    def restore(self) -> None:
+        for name, value in self._previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._previous.clear()
+
+
+def _forget_layer_modules() -> None:
+    """Makes the next import of the shared layer a cold start: its settings and clients cached by an earlier stack
+    in this process (another moto, other queue URLs) must not leak into this one's handlers."""
+    layer = LAYER_PYTHON_DIR.resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(layer):
+            del sys.modules[name]
+
+
+def _reset_moto(endpoint: str) -> None:
+    # moto keeps its state in module globals shared by every server in the process: wipe it, so the next
+    # stack started in this process (the next test) begins with no tables, queues or messages.
+    urllib3.request("POST", f"{endpoint}/moto-api/reset", timeout=5.0, retries=False)
+
+
+def _wait_until_answers(url: str, timeout: float = _READY_TIMEOUT_SECONDS) -> None:
+    """Returns once url answers HTTP at all (any status): the server behind it is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib3.request("GET", url, timeout=2.0, retries=False)
+            return
+        except urllib3.exceptions.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class LocalStack:
+    """Starts and stops everything a local Concierge needs; use as a context manager or start()/stop().
+
+    `handlers` replaces loading functions/*/app.py (for tests that put doubles at the Lambda boundary)."""
+
+    def __init__(self, config: StackConfig | None = None, *, handlers: Mapping[str, Handler] | None = None) -> None:
+        self.config = config or StackConfig()
+        self._template = load_template()
+        self._specs = functions(self._template)
+        self._injected_handlers = handlers
+        # Filled after the API is up: the handlers' environment needs the API's and WAHA's URLs first.
+        self.handlers: dict[str, Handler] = {}
+        self.resources: LocalResources | None = None
+        self.aws_endpoint: str | None = None
+        self.api: LocalApi | None = None
+        self.api_url: str | None = None
+        self.webhook_url: str | None = None
+        self.waha_url: str | None = None
+        self.simulator: Any = None
+        self.pollers: list[QueuePoller] = []
+        self._moto: Any = None
+        self._env = _EnvironmentPatch()
+        self._session: boto3.Session | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return self.config.api_key
+
+    def start(self) -> LocalStack:
+        try:
+            self._start_aws()
+            self._start_api()
+            self._start_waha()
+            self._set_function_environment()
+            if self._injected_handlers is not None:
+                self.handlers.update(self._injected_handlers)
+            else:
+                _forget_layer_modules()
+                self.handlers.update(load_handlers(self._specs))
+            self._start_pollers()
+            _wait_until_answers(f"{self.api_url}/")
+            if self.simulator is not None:
+                _wait_until_answers(f"{self.waha_url}/")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stops what was started, consumers first; safe to call twice or after a failed start()."""
+        for poller in self.pollers:
+            self._quietly(poller.stop)
+        self.pollers = []
+        if self.api is not None:
+            self._quietly(self.api.stop)
+            self.api = None
+        if self.simulator is not None:
+            self._quietly(self.simulator.stop)
+            self.simulator = None
+        if self._moto is not None:
+            endpoint = self.aws_endpoint
+            if endpoint:
+                self._quietly(lambda: _reset_moto(endpoint))
+            self._quietly(self._moto.stop)
+            self._moto = None
+        self._env.restore()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
+        """Invokes one function directly, as a schedule or `sam local invoke` would (e.g. the outbox sweep)."""
+        spec = self._specs[function_id]
+        context = LambdaContext(
+            function_name=function_id,
+            memory_limit_in_mb=spec.memory_size,
+            timeout_seconds=spec.timeout,
+            region=self.config.aws_region,
+        )
+        return invoke(self.handlers[function_id], event, context)
+
+    @staticmethod
+    def _quietly(stop: Callable[[], object]) -> None:
+        try:
+            stop()
+        except Exception:
+            LOG.exception("Stopping %r failed", stop)
+
+    def _start_aws(self) -> None:
+        config = self.config
+        # Never real credentials against a local endpoint, and never a call that could reach real AWS unsigned.
+        self._env.set_default("AWS_ACCESS_KEY_ID", _FAKE_CREDENTIAL)
+        self._env.set_default("AWS_SECRET_ACCESS_KEY", _FAKE_CREDENTIAL)
+        self._env.set("AWS_DEFAULT_REGION", config.aws_region)
+        # Lambda sets both; some libraries (Powertools among them) read AWS_REGION.
+        self._env.set("AWS_REGION", config.aws_region)
+        if config.aws_endpoint_url:
+            self.aws_endpoint = config.aws_endpoint_url
+        else:
+            from moto.server import ThreadedMotoServer
+
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.moto_port, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self.aws_endpoint = f"http://{host}:{port}"
+        self._env.set("AWS_ENDPOINT_URL", self.aws_endpoint)
+        self._session = boto3.Session(region_name=config.aws_region)
+        self.resources = create_resources(config.resource_prefix, self._session)
+        self._apply_queue_overrides()
+
+    def _consumed_queues(self) -> list[str]:
+        return sorted({source.queue_logical_id for source in sqs_event_sources(self._specs)})
+
+    def _apply_queue_overrides(self) -> None:
+        assert self.resources is not None and self._session is not None
+        config = self.config
+        sqs = self._session.client("sqs")
+        if config.visibility_timeout_override is not None:
+            for logical_id in self._consumed_queues():
+                sqs.set_queue_attributes(
+                    QueueUrl=self.resources.queue_urls[logical_id],
+                    Attributes={"VisibilityTimeout": str(config.visibility_timeout_override)},
+                )
+        if config.redrive_max_receive_override is not None:
+            for logical_id in resources_of_type("AWS::SQS::Queue", self._template):
+                url = self.resources.queue_urls[logical_id]
+                response = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+                attributes = response.get("Attributes", {})
+                if "RedrivePolicy" not in attributes:
+                    continue
+                policy = json.loads(attributes["RedrivePolicy"])
+                policy["maxReceiveCount"] = config.redrive_max_receive_override
+                sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+
+    def _start_api(self) -> None:
+        self.api = LocalApi(
+            self.handlers, self.config.api_host, self.config.api_port, self.config.api_key, self._template
+        )
+        self.api_url = self.api.start()
+        self.webhook_url = self.api_url + route_for(WEBHOOK_FUNCTION_ID, self._template).path
+
+    def _parameter(self, name: str, configured: str | None) -> str:
+        value = configured or parameter_default(name, self._template)
+        if value is None:
+            raise ValueError(f"template parameter {name} has no default and no local value")
+        return value
+
+    def _start_waha(self) -> None:
+        config = self.config
+        if config.waha_host:
+            self.waha_url = config.waha_host.rstrip("/")
+            return
+        # Imported here: a run against a real WAHA does not need the simulator (nor its `concierge` import).
+        ensure_layer_on_path()
+        from devstack.waha_sim import WahaSimulator
+
+        self.simulator = WahaSimulator(
+            host="127.0.0.1",
+            port=config.waha_sim_port,
+            api_key=config.waha_api_key,
+            webhook_url=self.webhook_url,
+            webhook_hmac_key=config.waha_webhook_hmac_key,
+            session=self._parameter("WahaSession", config.waha_session),
+            default_region=self._parameter("DefaultPhoneRegion", config.default_phone_region),
+        )
+        self.waha_url = self.simulator.start().rstrip("/")
+
+    def _set_function_environment(self) -> None:
+        assert self.resources is not None
+        config = self.config
+        resolver = TemplateEnvironment(
+            template=self._template,
+            resources=self.resources,
+            parameters={
+                "WahaHost": self.waha_url,
+                "WahaApiPath": config.waha_api_path,
+                "WahaSession": config.waha_session,
+                "DefaultPhoneRegion": config.default_phone_region,
+                "LogLevel": config.log_level,
+                # Deployed, these name SSM parameters; locally the values below are passed directly.
+                "WahaWebhookHmacKeyParameter": None,
+                "WahaApiKeyParameter": None,
+            },
+            region=config.aws_region,
+            stack_name=config.resource_prefix,
+        )
+        merged: dict[str, str] = {}
+        for spec in self._specs.values():
+            for name, value in resolver.variables(spec).items():
+                if name in merged and merged[name] != value:
+                    # One process, one environment: the first function's value wins for all of them.
+                    LOG.warning("%s sets %s=%r but another function set %r", spec.logical_id, name, value, merged[name])
+                    continue
+                merged[name] = value
+        if config.redrive_max_receive_override is not None:
+            merged[MAX_RECEIVE_COUNT_VARIABLE] = str(config.redrive_max_receive_override)
+        for name, value in merged.items():
+            self._env.set(name, value)
+        # The secrets' values themselves (concierge.secrets reads NAME before NAME_PARAM); unset when not given.
+        self._env.set("WAHA_API_KEY", config.waha_api_key)
+        self._env.set("WAHA_WEBHOOK_HMAC_KEY", config.waha_webhook_hmac_key)
+        self._env.set("WAHA_API_KEY_PARAM", None)
+        self._env.set("WAHA_WEBHOOK_HMAC_KEY_PARAM", None)
+
+    def _start_pollers(self) -> None:
+        assert self.resources is not None and self._session is not None
+        for source in sqs_event_sources(self._specs):
+            spec = self._specs[source.function_id]
+            handler = self.handlers.get(source.function_id)
+            if handler is None:
+                LOG.warning("No handler for %s: %s is not polled", source.function_id, source.queue_logical_id)
+                continue
+            poller = QueuePoller(
+                handler,
+                self.resources.queue_urls[source.queue_logical_id],
+                self.resources.queue_arns[source.queue_logical_id],
+                source.batch_size,
+                spec.timeout,
+                source.function_id,
+                self._session.client("sqs"),
+                report_batch_item_failures=source.report_batch_item_failures,
+                memory_size=spec.memory_size,
+            )
+            poller.start()
+            self.pollers.append(poller)
