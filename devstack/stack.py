@@ -262,14 +262,31 @@ class _EnvironmentPatch:
         self._previous.clear()
 
 
-def _forget_layer_modules() -> None:
-    """Makes the next import of the shared layer a cold start: its settings and clients cached by an earlier stack
-    in this process (another moto, other queue URLs) must not leak into this one's handlers."""
+def _layer_modules() -> dict[str, Any]:
     layer = LAYER_PYTHON_DIR.resolve()
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if file and Path(file).resolve().is_relative_to(layer):
-            del sys.modules[name]
+    return {
+        name: module
+        for name, module in list(sys.modules.items())
+        if getattr(module, "__file__", None) and Path(module.__file__).resolve().is_relative_to(layer)
+    }
+
+
+def _forget_layer_modules() -> dict[str, Any]:
+    """Makes the next import of the shared layer a cold start: its settings and clients cached by an earlier stack
+    in this process (another moto, other queue URLs) must not leak into this one's handlers. Returns what it
+    removed, for stop() to put back."""
+    removed = _layer_modules()
+    for name in removed:
+        del sys.modules[name]
+    return removed
+
+
+def _restore_layer_modules(before: dict[str, Any]) -> None:
+    # This stack's modules hold clients bound to its moto, which stop() ends: code in the same process that
+    # imported the layer before the stack started must find its own modules again, not these.
+    for name in _layer_modules():
+        del sys.modules[name]
+    sys.modules.update(before)
 
 
 def _reset_moto(endpoint: str) -> None:
@@ -301,6 +318,7 @@ class LocalStack:
         self._template = load_template()
         self._specs = functions(self._template)
         self._injected_handlers = handlers
+        self._layer_before: dict[str, Any] | None = None
         # Filled after the API is up: the handlers' environment needs the API's and WAHA's URLs first.
         self.handlers: dict[str, Handler] = {}
         self.resources: LocalResources | None = None
@@ -328,7 +346,7 @@ class LocalStack:
             if self._injected_handlers is not None:
                 self.handlers.update(self._injected_handlers)
             else:
-                _forget_layer_modules()
+                self._layer_before = _forget_layer_modules()
                 self.handlers.update(load_handlers(self._specs))
             self._start_pollers()
             _wait_until_answers(f"{self.api_url}/")
@@ -357,6 +375,9 @@ class LocalStack:
             self._quietly(self._moto.stop)
             self._moto = None
         self._env.restore()
+        if self._layer_before is not None:
+            _restore_layer_modules(self._layer_before)
+            self._layer_before = None
 
     def __enter__(self) -> LocalStack:
         return self.start()

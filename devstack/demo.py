@@ -1,0 +1,257 @@
+"""`python -m devstack.demo` (make demo): the hotel guide's two manual tests against a running `make run`.
+
+1. The hotel system registers the guide's Test Guest (`POST /api/v1/guests/register` with the x-api-key).
+2. The guest writes "Hello, I need help" on WhatsApp: the WAHA simulator posts WAHA's webhook to the API.
+
+Then it waits (about ten seconds at most) until the history API shows the welcome and the auto-reply SENT, and
+prints the stored conversation and what the simulated WAHA sent. With WAHA_HOST set (a real WAHA, no
+simulator) step 2 is skipped: a real guest has to write from their phone.
+
+The URLs come from the same settings as `make run` (environment, then `.env`): API_PORT, WAHA_SIM_PORT,
+API_KEY; `--api`, `--waha` and `--api-key` override them. Exit status 1 when the stack is not running or a
+step does not do what the guide expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from devstack.__main__ import _REGISTER_BODY, load_env_file
+from devstack.stack import StackConfig
+
+REGISTER_PATH = "/api/v1/guests/register"
+HISTORY_PATH = "/api/v1/guests/{user_id}/messages"
+GUEST_TEXT = "Hello, I need help"
+DEFAULT_WAIT_SECONDS = 10.0
+_POLL_SECONDS = 0.2
+_PAGE_SIZE = 100
+# Addresses a server listens on that a client cannot connect to as written.
+_ANY_ADDRESS = {"0.0.0.0", "::", ""}  # noqa: S104
+
+
+class StackNotRunning(RuntimeError):
+    """Nothing answers at the URL: the local stack is not up (or listens elsewhere)."""
+
+
+class DemoFailed(RuntimeError):
+    """A step answered, but not as the guide says it should."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+
+
+class Client:
+    """JSON over HTTP to the API and the simulator; a refused connection means the stack is not running."""
+
+    def __init__(self, api_url: str, waha_url: str, api_key: str | None) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.waha_url = waha_url.rstrip("/")
+        self.api_key = api_key
+        self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2.0, read=20.0))
+
+    def request(self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Answer:
+        try:
+            response = self._http.request(
+                method,
+                url,
+                body=json.dumps(body).encode() if body is not None else None,
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise StackNotRunning(f"nothing answers at {url} ({type(error).__name__})") from error
+        try:
+            parsed = json.loads(response.data) if response.data else None
+        except ValueError:
+            parsed = response.data.decode(errors="replace")
+        return Answer(response.status, parsed)
+
+    def _key_header(self) -> dict[str, str]:
+        return {"x-api-key": self.api_key} if self.api_key else {}
+
+    def api(self, method: str, path: str, body: Any = None) -> Answer:
+        return self.request(method, self.api_url + path, body, self._key_header())
+
+    def waha(self, method: str, path: str, body: Any = None) -> Answer:
+        return self.request(method, self.waha_url + path, body)
+
+    def conversation(self, user_id: str) -> list[dict[str, Any]]:
+        """Every stored message of the guest, oldest first, following the history API's pages."""
+        messages: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            query = f"?limit={_PAGE_SIZE}" + (f"&cursor={cursor}" if cursor else "")
+            answer = self.api("GET", HISTORY_PATH.format(user_id=user_id) + query)
+            if answer.status != 200:
+                raise DemoFailed(f"the history API answered {answer.status}: {_json(answer.body)}")
+            messages += answer.body["messages"]
+            cursor = answer.body.get("next_cursor")
+            if not cursor:
+                return messages
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _indented(text: str, prefix: str = "    ") -> str:
+    return "\n".join((prefix + line).rstrip() for line in text.splitlines() or [""])
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Polls condition until it holds (True) or timeout seconds have passed (False): sending is asynchronous."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_SECONDS)
+    return True
+
+
+def _welcome(messages: list[dict[str, Any]], session_id: str) -> dict[str, Any] | None:
+    # The stay's first System message is its welcome (a guest's earlier stays have their own).
+    return next((m for m in messages if m["session_id"] == session_id and m["role"] == "System"), None)
+
+
+def _new_reply(messages: list[dict[str, Any]], seen: set[str]) -> dict[str, Any] | None:
+    # The auto-reply is stamped just after the message it answers, so it sorts right behind it.
+    for index, message in enumerate(messages[:-1]):
+        if message["id"] not in seen and message["role"] == "User" and message["text"] == GUEST_TEXT:
+            following = messages[index + 1]
+            return following if following["role"] == "System" else None
+    return None
+
+
+def print_conversation(client: Client, user_id: str) -> None:
+    messages = client.conversation(user_id)
+    print(f"\nStored conversation (GET {HISTORY_PATH.format(user_id=user_id)}), {len(messages)} message(s):")
+    for message in messages:
+        error = f"  error: {message['error']}" if message.get("error") else ""
+        print(f"  {message['created_at']}  {message['role']:<6}  {message['status']:<8}{error}".rstrip())
+        print(_indented(message["text"], "      "))
+
+
+def print_simulator(client: Client) -> None:
+    answer = client.waha("GET", "/api/sim/messages")
+    sent = answer.body.get("messages", []) if isinstance(answer.body, dict) else []
+    print(f"\nWhat the WAHA simulator sent (GET {client.waha_url}/api/sim/messages), {len(sent)} message(s):")
+    for message in sent:
+        first_line = (message["text"].splitlines() or [""])[0]
+        print(f"  to {message['chatId']}: {first_line}")
+
+
+def register(client: Client) -> dict[str, Any]:
+    print(f"1. Register the guide's Test Guest: POST {client.api_url}{REGISTER_PATH}")
+    print(_indented(_json(_REGISTER_BODY)))
+    answer = client.api("POST", REGISTER_PATH, _REGISTER_BODY)
+    print(f"   -> HTTP {answer.status}")
+    print(_indented(_json(answer.body)))
+    if answer.status == 403:
+        raise DemoFailed("the API refused the key: pass the stack's API_KEY (or --api-key)")
+    if answer.status != 201:
+        raise DemoFailed(f"registration answered {answer.status}, the guide expects 201")
+    return answer.body
+
+
+def guest_writes(client: Client, registration: dict[str, Any], timeout: float) -> None:
+    user_id, session_id = registration["user_id"], registration["session_id"]
+    # A rerun against the same stack finds the earlier runs' messages; only this run's reply counts.
+    seen = {message["id"] for message in client.conversation(user_id)}
+    inbound = {"phone": _REGISTER_BODY["phone_number"], "text": GUEST_TEXT}
+    print(f"\n2. The guest writes on WhatsApp: POST {client.waha_url}/api/sim/inbound")
+    print(_indented(_json(inbound)))
+    answer = client.waha("POST", "/api/sim/inbound", inbound)
+    print(f"   -> HTTP {answer.status}")
+    print(_indented(_json(answer.body)))
+    if answer.status != 200 or not answer.body.get("delivered"):
+        raise DemoFailed("the simulator could not deliver the webhook to the API")
+
+    print(f"\nWaiting up to {timeout:.0f} s for the welcome and the auto-reply to be SENT...")
+
+    def both_sent() -> bool:
+        messages = client.conversation(user_id)
+        welcome, reply = _welcome(messages, session_id), _new_reply(messages, seen)
+        return bool(welcome and reply and welcome["status"] == "SENT" and reply["status"] == "SENT")
+
+    done = _wait_for(both_sent, timeout)
+    print_conversation(client, user_id)
+    print_simulator(client)
+    if not done:
+        raise DemoFailed(f"the welcome and the auto-reply were not both SENT within {timeout:.0f} s")
+    print("\nBoth manual tests passed: the welcome and the auto-reply were sent.")
+
+
+def without_simulator(client: Client, registration: dict[str, Any], timeout: float) -> None:
+    print(
+        "\n2. Skipped: the guest's message needs the WAHA simulator, and WAHA_HOST points at a real WAHA."
+        "\n   Write to the hotel's WhatsApp number from the guest's phone to try it."
+    )
+    user_id, session_id = registration["user_id"], registration["session_id"]
+
+    def welcome_settled() -> bool:
+        welcome = _welcome(client.conversation(user_id), session_id)
+        return bool(welcome and welcome["status"] != "PENDING")
+
+    print(f"\nWaiting up to {timeout:.0f} s for the welcome to leave PENDING...")
+    _wait_for(welcome_settled, timeout)
+    print_conversation(client, user_id)
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in _ANY_ADDRESS else host
+
+
+def _parse_arguments(argv: Sequence[str] | None, config: StackConfig) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.demo", description="Run the hotel guide's two manual tests against `make run`."
+    )
+    parser.add_argument("--api", default=f"http://{_client_host(config.api_host)}:{config.api_port}")
+    parser.add_argument("--waha", help="the WAHA simulator's URL (default: WAHA_SIM_PORT on this machine)")
+    parser.add_argument("--api-key", default=config.api_key)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS, help="seconds to wait for SENT")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    load_env_file()
+    config = StackConfig.from_env()
+    arguments = _parse_arguments(argv, config)
+    # An explicit --waha names a simulator; otherwise WAHA_HOST means a real WAHA, as it does for `make run`.
+    simulator = arguments.waha is not None or config.waha_host is None
+    waha_url = arguments.waha or config.waha_host or f"http://127.0.0.1:{config.waha_sim_port}"
+    client = Client(arguments.api, waha_url, arguments.api_key)
+    try:
+        # Both checked before anything is written, so a half-started stack does not leave a stray guest.
+        client.request("GET", client.api_url + "/")
+        if simulator:
+            client.waha("GET", "/api/sim/messages")
+        registration = register(client)
+        if simulator:
+            guest_writes(client, registration, arguments.timeout)
+        else:
+            without_simulator(client, registration, arguments.timeout)
+    except StackNotRunning as error:
+        print(
+            f"\nThe local stack is not running: {error}.\n"
+            "Start it with `make run` in another terminal (or pass --api / --waha if it listens elsewhere).",
+            file=sys.stderr,
+        )
+        return 1
+    except DemoFailed as error:
+        print(f"\nDemo failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
