@@ -28,7 +28,9 @@ class ApiError(Exception):
 
 
 def json_response(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body, ensure_ascii=False))
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body, ensure_ascii=False)
+    )
 
 
 def field_errors(error: ValidationError) -> list[dict[str, Any]]:
