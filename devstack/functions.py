@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,19 @@ def load_handlers(function_specs: Mapping[str, FunctionSpec] | Iterable[Function
     return {spec.logical_id: load_handler(spec) for spec in specs}
 
 
+# Lambda runs one invocation per container at a time, and the handlers keep per-invocation state in module
+# globals (Powertools' resolver holds the current event, its Logger the function's context). In one process
+# the local stack must run them one at a time too, or concurrent requests read each other's event.
+_one_invocation_at_a_time = threading.Lock()
+
+
 def invoke(handler: Handler, event: dict[str, Any], context: LambdaContext) -> Any:
     """Calls the handler with Lambda's contract: the event arrives as fresh JSON and the result leaves as JSON.
 
     Exceptions from the handler propagate unchanged; a late or unserialisable result raises InvocationError."""
     # Lambda's runtime decodes the event from JSON, so the handler never shares objects with the caller.
-    result = handler(json.loads(json.dumps(event)), context)
+    with _one_invocation_at_a_time:
+        result = handler(json.loads(json.dumps(event)), context)
     if context.timed_out():
         raise FunctionTimedOut(
             f"{context.function_name} ran longer than its timeout; Lambda would have stopped it (Task timed out)"

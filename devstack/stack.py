@@ -416,6 +416,9 @@ class LocalStack:
         else:
             from moto.server import ThreadedMotoServer
 
+            from devstack import moto_dynamodb
+
+            moto_dynamodb.install()
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.moto_port, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()

@@ -180,3 +180,34 @@ def test_logs_mask_the_phone_and_never_hold_the_text(
     assert "*7890" in logs and "*9999" in logs
     for secret in ("passport", "81234567890", "89999999999"):
         assert secret not in logs
+
+
+def test_colliding_transactions_are_retried(concierge: Concierge, guest: dict) -> None:
+    """DynamoDB cancelling a write for colliding with a concurrent one (TransactionConflict) is retried, not a 5xx."""
+    from botocore.stub import Stubber
+
+    from concierge import aws_clients
+
+    client = aws_clients.dynamodb()
+    real_transact = client.transact_write_items
+    conflicts = iter([True])
+
+    def conflicting_once(**request: object) -> object:
+        if next(conflicts, False):
+            with Stubber(client) as stub:
+                stub.add_client_error(
+                    "transact_write_items",
+                    service_error_code="TransactionCanceledException",
+                    http_status_code=400,
+                    response_meta={},
+                    modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+                )
+                return client.transact_write_items(**request)
+        return real_transact(**request)
+
+    client.transact_write_items = conflicting_once
+
+    status, body = concierge.webhook(waha_message())
+
+    assert (status, body["outcome"]) == (200, "stored")
+    assert len(concierge.conversation(guest["user_id"])) == 3

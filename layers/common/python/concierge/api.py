@@ -88,6 +88,8 @@ def json_object(app: APIGatewayRestResolver, body: bytes | None = None) -> dict[
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_request", "request body is not valid JSON") from error
+    except RecursionError as error:
+        raise ApiError(400, "bad_request", "request body is nested too deeply") from error
     if not isinstance(value, dict):
         raise ApiError(400, "bad_request", "request body must be a JSON object")
     return value

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -143,16 +145,30 @@ def condition_check(key: keys.Key, condition: str, values: dict[str, Any]) -> di
     }
 
 
+TRANSACTION_ATTEMPTS = 4
+
+
 def transact(actions: list[dict[str, Any]]) -> None:
-    try:
-        aws_clients.dynamodb().transact_write_items(TransactItems=actions)
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "TransactionCanceledException":
-            raise
-        reasons = error.response.get("CancellationReasons", [])
-        if not any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
-            raise
-        raise TransactionConflict(reasons) from error
+    """Writes all or nothing; a failed condition raises TransactionConflict with DynamoDB's reasons.
+
+    DynamoDB cancels a transaction that collides with another one on the same item (reason
+    TransactionConflict, e.g. two identical webhook deliveries at once); botocore does not retry
+    that, so we do, and the retry meets the winner's writes as an ordinary failed condition.
+    """
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            aws_clients.dynamodb().transact_write_items(TransactItems=actions)
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons", [])
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+                raise TransactionConflict(reasons) from error
+            collided = any(reason.get("Code") == "TransactionConflict" for reason in reasons)
+            if not collided or attempt == TRANSACTION_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02 * 2**attempt + random.uniform(0, 0.02))  # noqa: S311 - jitter, not a secret
 
 
 def get(key: keys.Key, consistent: bool = False) -> dict[str, Any] | None:
