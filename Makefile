@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test demo build bench test-load redrive lint clean
 
-$(STAMP): requirements-dev.txt layers/common/requirements.txt
+$(STAMP): requirements-dev.txt layers/common/python/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -38,7 +38,7 @@ demo: $(STAMP)
 ## make build: sam build for Lambda (python3.13, arm64), then check every compiled module is aarch64
 build: $(STAMP)
 	PYENV_VERSION=$${PYENV_VERSION:-3.13.0} $(VENV)/bin/sam build
-	$(PY) tools/check_build_arch.py .aws-sam/build
+	$(PY) tools/check_build.py .aws-sam/build
 
 ## make bench: AWS calls, latency, cold init, sizes, throughput and cost -> docs/performance.md, bench/results.json
 bench: $(STAMP)

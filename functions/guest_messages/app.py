@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,7 +13,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from concierge import api, conversation, store
 
 logger = Logger()
-tracer = Tracer()
 app = api.create_resolver()
 
 DEFAULT_PAGE_SIZE = 50
@@ -49,6 +48,5 @@ def messages(user_id: str) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,7 +13,6 @@ from concierge import api
 from concierge.registration import IdempotencyKeyReused, RegistrationRequest, register_guest
 
 logger = Logger()
-tracer = Tracer()
 app = api.create_resolver()
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
@@ -33,6 +32,5 @@ def register() -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,7 +14,6 @@ from concierge import api, conversation, secrets, signature
 from concierge.webhook_events import Ignored, WahaEvent, classify
 
 logger = Logger()
-tracer = Tracer()
 app = api.create_resolver()
 
 HMAC_KEY = "WAHA_WEBHOOK_HMAC_KEY"
@@ -47,6 +46,5 @@ def webhook() -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

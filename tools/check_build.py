@@ -1,7 +1,9 @@
-"""Fails when a compiled module in the SAM build is not for Lambda's arm64 (aarch64) machines.
+"""Fails when the SAM build would not import in Lambda (python3.13, arm64).
 
-Without BuildArchitecture on the layer, `sam build` installs x86_64 wheels of pydantic_core and
-the functions crash on import in Lambda; this catches that before a deploy does.
+- Every compiled module must be aarch64: without BuildArchitecture on the layer, `sam build`
+  installs x86_64 wheels of pydantic_core and the functions crash on import.
+- The layer must hold the `concierge` package at python/concierge, the folder Lambda puts on
+  sys.path (/opt/python); a ContentUri one level too high lands it at python/python/concierge.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ def machine_of(path: Path) -> int | None:
     return struct.unpack(f"{byte_order}H", header[18:20])[0]
 
 
+def layer_problems(build_dir: Path) -> list[str]:
+    package = build_dir / "CommonLayer" / "python" / "concierge" / "__init__.py"
+    return [] if package.is_file() else [f"the layer does not hold {package.relative_to(build_dir)}"]
+
+
 def main(build_dir: str = ".aws-sam/build") -> int:
+    problems = layer_problems(Path(build_dir))
+    for problem in problems:
+        print(problem, file=sys.stderr)
     modules = sorted(Path(build_dir).rglob("*.so"))
     if not modules:
         print(f"no compiled modules under {build_dir}: run `make build` first", file=sys.stderr)
@@ -31,7 +41,7 @@ def main(build_dir: str = ".aws-sam/build") -> int:
     for path in wrong:
         print(f"not aarch64: {path}", file=sys.stderr)
     print(f"{len(modules) - len(wrong)} of {len(modules)} compiled modules are aarch64")
-    return 1 if wrong else 0
+    return 1 if wrong or problems else 0
 
 
 if __name__ == "__main__":
