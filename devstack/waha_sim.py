@@ -245,6 +245,8 @@ class WahaSimulator:
         self._sent: list[dict[str, Any]] = []
         self._accepted_by_id: dict[str, dict[str, Any]] = {}
         self._fault = "ok"
+        # Hidden (@lid) senders this simulator has shown, and the phone chat id behind each.
+        self._lids: dict[str, str] = {}
         self._fail_ratio = 0.0
         # Failure injection only, not security: a seedable PRNG is what makes load tests repeatable.
         self._rng = random.Random()  # noqa: S311
@@ -338,15 +340,23 @@ class WahaSimulator:
     # --- inbound webhooks ------------------------------------------------------------------------
 
     def deliver_inbound(
-        self, phone: str, text: str, *, message_id: str | None = None, event: str = "message"
+        self,
+        phone: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        event: str = "message",
+        hidden_sender: bool = False,
     ) -> dict[str, Any]:
         """Posts a guest's message to webhook_url as WAHA would, retrying until a 2xx or the attempts run out.
 
+        `hidden_sender` shows the guest as a @lid id, as newer WhatsApp engines do; GET /api/{session}/lids/{lid}
+        then maps it back to the phone, like WAHA's own lids API.
         Works whether or not the HTTP side is running; once stop() has been called, retries are abandoned.
         """
         if self._webhook_url is None:
             raise WebhookNotConfiguredError("the WAHA simulator has no webhook_url")
-        sender = chat_id(to_e164(phone, self._default_region))
+        sender = self.hidden_id(phone) if hidden_sender else chat_id(to_e164(phone, self._default_region))
         envelope = self._message_event(sender, text, message_id, event)
         # Compact and not ASCII-escaped, like JSON.stringify: receivers must check the HMAC on the bytes
         # they got, and a receiver that re-serialises the JSON before hashing would fail here as with WAHA.
@@ -457,7 +467,26 @@ class WahaSimulator:
             return self._send_text(api_key, raw)
         if method == "GET" and path.startswith("/api/sessions/"):
             return self._session_info(api_key, unquote(path.removeprefix("/api/sessions/")))
+        if method == "GET" and path.startswith(f"/api/{self._session}/lids/"):
+            return self._lid_info(api_key, unquote(path.removeprefix(f"/api/{self._session}/lids/")))
         return _error(404, "Not Found", f"Cannot {method} {path}")
+
+    def hidden_id(self, phone: str) -> str:
+        """The @lid id this simulator shows for a phone number (stable), known to its lids API from now on."""
+        phone_chat = chat_id(to_e164(phone, self._default_region))
+        lid = f"{int(hashlib.sha256(phone_chat.encode()).hexdigest()[:12], 16):015d}@lid"
+        with self._lock:
+            self._lids[lid] = phone_chat
+        return lid
+
+    def _lid_info(self, api_key: str | None, lid: str) -> _Reply:
+        if not self._authorised(api_key):
+            return _error(401, "Unauthorized", "Unauthorized")
+        with self._lock:
+            phone_chat = self._lids.get(lid)
+        if phone_chat is None:
+            return _error(404, "Not Found", f"lid {lid} is not known")
+        return _Reply(200, {"lid": lid, "pn": phone_chat})
 
     def _current_fault(self) -> str:
         with self._lock:
@@ -604,13 +633,19 @@ class WahaSimulator:
             for field, required in (("phone", True), ("text", True), ("id", False), ("event", False))
             if (field in body or required) and not isinstance(body.get(field), str)
         ]
+        if "hidden" in body and not isinstance(body["hidden"], bool):
+            problems.append("hidden must be true or false")
         if problems:
             return _error(400, "Bad Request", problems)
         if self._webhook_url is None:
             return _error(409, "Conflict", "the WAHA simulator has no webhook_url configured")
         try:
             result = self.deliver_inbound(
-                body["phone"], body["text"], message_id=body.get("id"), event=body.get("event", "message")
+                body["phone"],
+                body["text"],
+                message_id=body.get("id"),
+                event=body.get("event", "message"),
+                hidden_sender=body.get("hidden", False),
             )
         except ValueError as exc:
             return _error(400, "Bad Request", [str(exc)])

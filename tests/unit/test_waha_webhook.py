@@ -126,6 +126,15 @@ def test_lid_sender_with_phone_in_data_is_the_guest(concierge: Concierge, guest:
     assert (status, body["outcome"]) == (200, "stored")
 
 
+def test_lid_sender_is_resolved_through_wahas_lids_api(concierge: Concierge, guest: dict) -> None:
+    """A hidden @lid sender with no number in the payload is mapped to the guest by WAHA's lids API."""
+    lid = concierge.waha.hidden_id("081234567890")
+
+    status, body = concierge.webhook(waha_message(chat_id=lid))
+
+    assert (status, body["outcome"]) == (200, "stored")
+
+
 def test_lid_sender_without_a_number_is_an_unknown_guest(concierge: Concierge, guest: dict) -> None:
     """A hidden @lid sender that WAHA cannot map to a number is treated as unknown: 200, nothing stored."""
     before = len(concierge.items())
