@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import api, conversation, store
+from concierge import api, history, store
 
 logger = Logger()
 app = api.create_resolver()
@@ -39,8 +39,8 @@ def messages(user_id: str) -> Response:
     except ValueError as error:
         raise unknown from error
     try:
-        page, next_cursor = conversation.history(user_id, limit, cursor)
-    except conversation.UnknownUser as error:
+        page, next_cursor = history.page(user_id, limit, cursor)
+    except history.UnknownUser as error:
         raise unknown from error
     except store.InvalidCursor as error:
         raise api.ApiError(400, "bad_request", str(error), [{"field": "cursor"}]) from error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -13,14 +13,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from concierge.delivery import Batch
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 # A batch that fails whole is still answered record by record, so each record keeps its own retry delay.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     batch = Batch(event.get("Records", []), context.get_remaining_time_in_millis)

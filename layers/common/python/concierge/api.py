@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    # Imported where used: a function without a request model (the history) then never loads pydantic.
+    from pydantic import BaseModel, ValidationError
 
 logger = Logger(child=True)
 
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model", bound="BaseModel")
 
 
 class ApiError(Exception):
@@ -97,6 +100,8 @@ def json_object(app: APIGatewayRestResolver, body: bytes | None = None) -> dict[
 
 def parse(model: type[Model], data: dict[str, Any], status: int = 422) -> Model:
     """Validates a JSON object against a model; what is wrong becomes a `status` answer naming each field."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as error:

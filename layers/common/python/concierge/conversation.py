@@ -1,17 +1,20 @@
-"""A guest's conversation: storing what they write with its auto-reply, and reading it back."""
+"""A guest writing to the hotel: their message stored once with its auto-reply, and the reply queued."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from concierge import keys, outbox, phone, store, templates
 from concierge.config import settings
-from concierge.webhook_events import GuestMessage
+
+if TYPE_CHECKING:
+    # Only for annotations: importing it would build the webhook's pydantic models in every importer.
+    from concierge.webhook_events import GuestMessage
 
 logger = Logger(child=True)
 
@@ -111,27 +114,3 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
     outbox.enqueue(reply.key)
     logger.info("guest message stored and reply queued", extra={"user_id": user_id, "phone": masked})
     return Outcome.STORED
-
-
-class UnknownUser(LookupError):
-    """No guest has this user id."""
-
-
-def history(user_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of the conversation, oldest first; a guest always has at least the welcome."""
-    items, next_cursor = store.query_messages(user_id, limit, cursor)
-    if not items and cursor is None and store.get(keys.user(user_id)) is None:
-        raise UnknownUser(user_id)
-    messages = [
-        {
-            "id": item["message_id"],
-            "session_id": item["session_id"],
-            "role": item["role"],
-            "text": item["text"],
-            "created_at": item["created_at"],
-            "status": item["status"],
-            **({"error": item["last_error"]} if item.get("last_error") else {}),
-        }
-        for item in items
-    ]
-    return messages, next_cursor

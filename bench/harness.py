@@ -1,0 +1,521 @@
+"""The system under measurement, in this process: moto's server, the template's table and queues, two WAHA
+simulators (instant and 50 ms), and the five handlers loaded from functions/*/app.py as Lambda would load them.
+
+Handlers are called directly with a fresh copy of their event, so a measured duration is the handler's own:
+the JSON round trip Lambda's runtime does around it is done before the clock starts.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import os
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+
+from devstack.functions import Handler, ensure_layer_on_path, load_handler
+from devstack.lambda_context import LambdaContext
+from devstack.resources import LocalResources, create_resources
+from devstack.sender import sqs_record
+from devstack.template import REPO_ROOT, FunctionSpec, functions
+
+# devstack.waha_sim imports `concierge`, which lives in the layer, as it does in Lambda.
+ensure_layer_on_path()
+
+from devstack.waha_sim import WahaSimulator, webhook_hmac  # noqa: E402
+
+REGION = "us-east-1"
+EVENTS_DIR = REPO_ROOT / "events"
+RESOURCE_PREFIX = "bench"
+HMAC_PARAMETER = "/concierge/bench/waha-webhook-hmac"
+# Not a secret: the key only signs webhooks between this process and its own handlers.
+HMAC_KEY = "bench-hmac-key"
+WAHA_SESSION = "default"
+HOTEL_CHAT_ID = "6280000000000@c.us"
+# The throughput run's WAHA: a real WAHA answers sendText in tens of milliseconds.
+SLOW_WAHA_LATENCY_SECONDS = 0.05
+
+REGISTER = "RegisterGuestFunction"
+WEBHOOK = "WahaWebhookFunction"
+HISTORY = "GuestMessagesFunction"
+SENDER = "SendWhatsappFunction"
+SWEEPER = "SweepOutboxFunction"
+
+# What Lambda would hold for every function (the template's Globals resolved locally), set before any handler
+# module is imported because Powertools reads its settings when a module creates its Logger.
+_FIXED_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_RETRY_MODE": "standard",
+    "AWS_MAX_ATTEMPTS": "5",
+    "DEFAULT_PHONE_REGION": "ID",
+    "WAHA_API_PATH": "/api/sendText",
+    "WAHA_SESSION": WAHA_SESSION,
+    "OUTBOUND_MAX_RECEIVE_COUNT": "5",
+    "POWERTOOLS_SERVICE_NAME": "concierge",
+    "POWERTOOLS_METRICS_NAMESPACE": "Concierge",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    # Tracing needs the X-Ray daemon that only Lambda has; Powertools would switch it off here anyway.
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    # The webhook reads its key from SSM as deployed (once, then cached for five minutes).
+    "WAHA_WEBHOOK_HMAC_KEY_PARAM": HMAC_PARAMETER,
+}
+_CLEARED_ENVIRONMENT = ("WAHA_API_KEY", "WAHA_API_KEY_PARAM", "WAHA_WEBHOOK_HMAC_KEY", "OUTBOUND_RETRY_BASE_SECONDS")
+
+
+def _drop_emptied_partitions() -> bool:
+    """Makes moto forget a partition once its last item is deleted, as DynamoDB has no empty partitions.
+
+    moto keeps an empty dict per deleted partition key and deep-copies them all on every TransactWriteItems, so
+    the rows the benchmark deletes after each call would still slow every later transaction. Returns False, and
+    changes nothing, if this moto's table does not look as expected."""
+    try:
+        from moto.dynamodb.models.table import Table
+    except ImportError:
+        return False
+    original = getattr(Table, "delete_item", None)
+    if original is None or getattr(original, "bench_drops_partitions", False):
+        return original is not None
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        item = original(self, hash_key, range_key)
+        partitions = getattr(self, "items", None)
+        if range_key is not None and isinstance(partitions, dict) and partitions.get(hash_key) == {}:
+            del partitions[hash_key]
+        return item
+
+    delete_item.bench_drops_partitions = True  # type: ignore[attr-defined]
+    Table.delete_item = delete_item
+    return True
+
+
+class CountingSink(io.TextIOBase):
+    """Stands in for stdout: log lines are formatted as in Lambda, counted (CloudWatch bills by the byte), dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes_written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.bytes_written += len(text.encode("utf-8", errors="replace"))
+        return len(text)
+
+
+@cache
+def _sample(name: str) -> str:
+    return (EVENTS_DIR / f"{name}.json").read_text()
+
+
+def sample_event(name: str) -> dict[str, Any]:
+    """A fresh copy of one of events/*.json (the shapes `sam local generate-event` gives)."""
+    return json.loads(_sample(name))
+
+
+def _with_json_body(event: dict[str, Any], body: str, headers: dict[str, str]) -> dict[str, Any]:
+    event["body"], event["isBase64Encoded"] = body, False
+    for name, value in headers.items():
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
+    return event
+
+
+def register_event(guest: dict[str, str], idempotency_key: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "x-api-key": "bench"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return _with_json_body(sample_event("register_guest"), json.dumps(guest), headers)
+
+
+def webhook_delivery(
+    chat_id: str, text: str, message_id: str | None = None, event: str = "message", from_me: bool = False
+) -> dict[str, Any]:
+    """A WAHA `message` envelope; from_me makes it the echo of a message the hotel sent (message.any)."""
+    sender, receiver = (HOTEL_CHAT_ID, chat_id) if from_me else (chat_id, HOTEL_CHAT_ID)
+    now = int(time.time())
+    return {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "timestamp": now * 1000,
+        "session": WAHA_SESSION,
+        "event": event,
+        "payload": {
+            "id": message_id or f"{str(from_me).lower()}_{chat_id}_{uuid.uuid4().hex.upper()}",
+            "timestamp": now,
+            "from": sender,
+            "fromMe": from_me,
+            "to": receiver,
+            "body": text,
+            "hasMedia": False,
+        },
+        "me": {"id": HOTEL_CHAT_ID, "pushName": "Hotel"},
+        "engine": "WEBJS",
+        "environment": {"version": "2026.7.1", "engine": "WEBJS", "tier": "CORE"},
+    }
+
+
+def webhook_event(delivery: dict[str, Any]) -> dict[str, Any]:
+    """The API Gateway event of a signed WAHA delivery, as WAHA posts it (compact JSON, HMAC-SHA512)."""
+    raw = json.dumps(delivery, ensure_ascii=False, separators=(",", ":"))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Webhook-Hmac": webhook_hmac(HMAC_KEY, raw.encode()),
+        "X-Webhook-Hmac-Algorithm": "sha512",
+        "X-Webhook-Request-Id": delivery["id"],
+    }
+    return _with_json_body(sample_event("waha_webhook"), raw, headers)
+
+
+def history_event(user_id: str, limit: int | None = None) -> dict[str, Any]:
+    event = sample_event("guest_messages")
+    path = f"/api/v1/guests/{user_id}/messages"
+    event["path"] = path
+    event["requestContext"]["path"] = "/prod" + path
+    event["pathParameters"] = {"user_id": user_id}
+    query = {"limit": str(limit)} if limit else None
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {name: [value] for name, value in query.items()} if query else None
+    return event
+
+
+def schedule_event() -> dict[str, Any]:
+    return sample_event("sweep_outbox")
+
+
+class PhoneNumbers:
+    """Distinct Indonesian mobile numbers (written locally, as a front desk types them) for new guests."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        start = random.Random(seed).randrange(10_000_000, 50_000_000)
+        self._numbers = itertools.count(start)
+
+    def next(self) -> str:
+        return f"0812{next(self._numbers):08d}"
+
+
+def guest(phone_number: str, room: str = "101", checkin_date: str = "2026-11-25") -> dict[str, str]:
+    return {
+        "full_name": "Bench Guest",
+        "room_number": room,
+        "checkin_date": checkin_date,
+        "email": "guest@example.com",
+        "phone_number": phone_number,
+    }
+
+
+def chat_id_of(phone_number: str) -> str:
+    """The WhatsApp chat id WAHA reports for a local 08... number (Indonesia, +62)."""
+    return f"62{phone_number.removeprefix('0')}@c.us"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Any
+    seconds: float
+
+
+class BenchStack:
+    """Starts moto's server, the resources, WAHA simulators and handlers; `call` invokes one handler."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, FunctionSpec] = functions()
+        self.handlers: dict[str, Handler] = {}
+        self.endpoint = ""
+        self.resources: LocalResources | None = None
+        self.waha = WahaSimulator(session=WAHA_SESSION)
+        self.slow_waha = WahaSimulator(session=WAHA_SESSION, latency_seconds=SLOW_WAHA_LATENCY_SECONDS)
+        self.phones = PhoneNumbers()
+        self.sink = CountingSink()
+        self._moto: Any = None
+        self._session: boto3.Session | None = None
+        self._clients: dict[str, Any] = {}
+        self.moto_partitions_dropped = False
+        self._stdout = sys.stdout
+        self._previous_environment: dict[str, str | None] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> BenchStack:
+        from moto.server import ThreadedMotoServer
+
+        # moto logs every request it serves; a benchmark sends tens of thousands.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._set_environment(_FIXED_ENVIRONMENT)
+        for name in _CLEARED_ENVIRONMENT:
+            self._set_environment({name: None})
+        self.moto_partitions_dropped = _drop_emptied_partitions()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self._set_environment({"AWS_ENDPOINT_URL": self.endpoint})
+        self._session = boto3.Session(region_name=REGION)
+        self.resources = create_resources(RESOURCE_PREFIX, self._session)
+        self._session.client("ssm").put_parameter(
+            Name=HMAC_PARAMETER, Value=HMAC_KEY, Type="SecureString", Overwrite=True
+        )
+        self.waha.start()
+        self.slow_waha.start()
+        self._set_environment(
+            {
+                "TABLE_NAME": self.resources.table_name,
+                "OUTBOUND_QUEUE_URL": self.resources.outbound_queue_url,
+                "WAHA_HOST": self.waha.url,
+            }
+        )
+        # Handlers log to stdout as in Lambda; the sink counts those bytes instead of printing them.
+        sys.stdout = self.sink
+        self.handlers = {logical_id: load_handler(spec) for logical_id, spec in self.specs.items()}
+        return self
+
+    def stop(self) -> None:
+        sys.stdout = self._stdout
+        self.waha.stop()
+        self.slow_waha.stop()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        for name, value in self._previous_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __enter__(self) -> BenchStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _set_environment(self, values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            self._previous_environment.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def function_environment(self) -> dict[str, str]:
+        """The environment a function sees here, for child processes that play a cold start."""
+        assert self.resources is not None
+        names = [*_FIXED_ENVIRONMENT, "AWS_ENDPOINT_URL", "TABLE_NAME", "OUTBOUND_QUEUE_URL", "WAHA_HOST"]
+        return {name: os.environ[name] for name in names if name in os.environ}
+
+    def use_waha(self, simulator: WahaSimulator) -> None:
+        """Points the sender at another WAHA, as a new container would see a changed WAHA_HOST."""
+        from concierge import config, waha
+
+        os.environ["WAHA_HOST"] = simulator.url
+        config.settings.cache_clear()
+        waha.client.cache_clear()
+
+    # --- AWS access outside the handlers (setup and checks; never counted) -----------------------------------
+
+    def client(self, service: str) -> Any:
+        # Cached: a client made per setup step would show up in the client-creation counts.
+        if service not in self._clients:
+            assert self._session is not None
+            self._clients[service] = self._session.client(service)
+        return self._clients[service]
+
+    @property
+    def table_name(self) -> str:
+        assert self.resources is not None
+        return self.resources.table_name
+
+    @property
+    def queue_url(self) -> str:
+        assert self.resources is not None
+        return self.resources.outbound_queue_url
+
+    @property
+    def queue_arn(self) -> str:
+        assert self.resources is not None
+        return self.resources.queue_arns["OutboundQueue"]
+
+    def queue_depth(self) -> int:
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def purge_queue(self) -> None:
+        sqs = self.client("sqs")
+        while messages := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+
+    def receive(self, count: int) -> list[dict[str, Any]]:
+        """Exactly `count` queued messages (fewer only if the queue runs dry), as the event source would batch them."""
+        sqs = self.client("sqs")
+        messages: list[dict[str, Any]] = []
+        while len(messages) < count:
+            got = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, count - len(messages)),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not got:
+                break
+            messages += got
+        return messages
+
+    def delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            self.client("sqs").delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+
+    def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"Records": [sqs_record(message, self.queue_arn) for message in messages]}
+
+    def scan(self) -> list[dict[str, Any]]:
+        pages = self.client("dynamodb").get_paginator("scan").paginate(TableName=self.table_name)
+        return [item for page in pages for item in page["Items"]]
+
+    # --- invoking handlers -----------------------------------------------------------------------------------
+
+    def context(self, function_id: str) -> LambdaContext:
+        spec = self.specs[function_id]
+        return LambdaContext(
+            function_name=function_id, memory_limit_in_mb=spec.memory_size, timeout_seconds=spec.timeout
+        )
+
+    def call(self, function_id: str, event: dict[str, Any]) -> Outcome:
+        """Invokes a handler with its own copy of the event (as Lambda decodes it), timing only the handler."""
+        fresh = json.loads(json.dumps(event))
+        context = self.context(function_id)
+        handler = self.handlers[function_id]
+        started = time.perf_counter()
+        result = handler(fresh, context)
+        return Outcome(result, time.perf_counter() - started)
+
+    def register(self, phone_number: str | None = None, **changes: str) -> tuple[dict[str, Any], Outcome]:
+        """Registers a guest (a new one unless phone_number is given) and checks it was accepted."""
+        details = guest(phone_number or self.phones.next(), **changes)
+        outcome = self.call(REGISTER, register_event(details))
+        status = outcome.result["statusCode"]
+        if status != 201:
+            raise RuntimeError(f"registration answered {status}: {outcome.result.get('body')}")
+        return json.loads(outcome.result["body"]), outcome
+
+    def inbound(self, delivery: dict[str, Any], expected: str = "stored") -> Outcome:
+        outcome = self.call(WEBHOOK, webhook_event(delivery))
+        body = json.loads(outcome.result.get("body") or "{}")
+        if outcome.result["statusCode"] != 200 or body.get("outcome") != expected:
+            raise RuntimeError(f"webhook answered {outcome.result['statusCode']} {body}, expected {expected}")
+        return outcome
+
+    def history(self, user_id: str, limit: int | None = None) -> Outcome:
+        outcome = self.call(HISTORY, history_event(user_id, limit))
+        if outcome.result["statusCode"] != 200:
+            raise RuntimeError(f"history answered {outcome.result['statusCode']}: {outcome.result.get('body')}")
+        return outcome
+
+    def send(self, messages: list[dict[str, Any]]) -> Outcome:
+        outcome = self.call(SENDER, self.sqs_event(messages))
+        failures = (outcome.result or {}).get("batchItemFailures") or []
+        if failures:
+            raise RuntimeError(f"sender reported {len(failures)} failed records")
+        return outcome
+
+    def sweep(self) -> Outcome:
+        return self.call(SWEEPER, schedule_event())
+
+    def write_messages(
+        self,
+        user_id: str,
+        chat_id: str,
+        count: int,
+        *,
+        pending: bool,
+        age_seconds: float = 0.0,
+        enqueue: bool = False,
+        kind: str = "auto_reply",
+    ) -> list[dict[str, str]]:
+        """Writes message rows as the functions write them, without going through a handler (setup, not measured).
+
+        Pending rows are System messages of `kind` ("welcome" or "auto_reply", with the hotel's real copy) and
+        carry the outbox index attributes; `enqueue` also puts their keys on the queue, as registration and the
+        webhook do after their transaction. Other rows alternate guest and hotel. Returns the keys, oldest first."""
+        from concierge import outbox, store, templates
+
+        reply = templates.welcome("Bench Guest", "101") if kind == "welcome" else templates.auto_reply()
+
+        created = time.time() - age_seconds
+        session_id = str(uuid.uuid4())
+        dynamodb = self.client("dynamodb")
+        message_keys = []
+        rows = []
+        for index in range(count):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{index % 1_000_000:06d}Z"
+            message = store.StoredMessage(
+                user_id=user_id,
+                message_id=str(uuid.uuid4()),
+                session_id=session_id,
+                role="System" if pending or index % 2 else "User",
+                text=reply if pending or index % 2 else f"Guest question number {index}?",
+                created_at=stamp,
+                status=store.PENDING if pending else (store.SENT if index % 2 else store.RECEIVED),
+                chat_id=chat_id,
+                extra={"kind": kind} if pending or index % 2 else {},
+            )
+            rows.append({"PutRequest": {"Item": store.to_item(message.item())}})
+            message_keys.append(message.key)
+        for start in range(0, len(rows), 25):
+            dynamodb.batch_write_item(RequestItems={self.table_name: rows[start : start + 25]})
+        if enqueue:
+            sqs = self.client("sqs")
+            for start in range(0, len(message_keys), 10):
+                chunk = message_keys[start : start + 10]
+                entries = [{"Id": str(i), "MessageBody": outbox.body(key)} for i, key in enumerate(chunk)]
+                sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        return message_keys
+
+    def forget(self, item_keys: list[dict[str, str]]) -> None:
+        """Deletes rows a measured call wrote.
+
+        moto copies every table it touches on each TransactWriteItems (to roll back), so a transaction gets
+        slower as the table grows; deleting what each call wrote keeps moto's share of the latency steady."""
+        dynamodb = self.client("dynamodb")
+        unique = list({(key["pk"], key["sk"]): key for key in item_keys}.values())
+        for start in range(0, len(unique), 25):
+            requests = [
+                {"DeleteRequest": {"Key": {"pk": {"S": key["pk"]}, "sk": {"S": key["sk"]}}}}
+                for key in unique[start : start + 25]
+            ]
+            dynamodb.batch_write_item(RequestItems={self.table_name: requests})
+
+
+def written_keys(records: list[Any]) -> list[dict[str, str]]:
+    """The keys of the items the recorded calls put (from bench.calls records kept with their parameters)."""
+    found = []
+    for record in records:
+        if record.error is not None or record.params is None:
+            continue
+        items = []
+        if record.operation == "DynamoDB.TransactWriteItems":
+            items = [action["Put"]["Item"] for action in record.params["TransactItems"] if "Put" in action]
+        elif record.operation == "DynamoDB.PutItem":
+            items = [record.params["Item"]]
+        found += [{"pk": item["pk"]["S"], "sk": item["sk"]["S"]} for item in items]
+    return found

@@ -1,0 +1,31 @@
+"""Reading a guest's conversation back: the messages of all their stays, oldest first, a page at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from concierge import keys, store
+
+
+class UnknownUser(LookupError):
+    """No guest has this user id."""
+
+
+def page(user_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the conversation, oldest first; a guest always has at least the welcome."""
+    items, next_cursor = store.query_messages(user_id, limit, cursor)
+    if not items and cursor is None and store.get(keys.user(user_id)) is None:
+        raise UnknownUser(user_id)
+    messages = [
+        {
+            "id": item["message_id"],
+            "session_id": item["session_id"],
+            "role": item["role"],
+            "text": item["text"],
+            "created_at": item["created_at"],
+            "status": item["status"],
+            **({"error": item["last_error"]} if item.get("last_error") else {}),
+        }
+        for item in items
+    ]
+    return messages, next_cursor

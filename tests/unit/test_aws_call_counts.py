@@ -1,0 +1,71 @@
+"""Each flow makes the fewest AWS calls the design allows (docs/architecture.md), and none to WAHA inline."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from bench.calls import count_calls, http_recording
+from tests.driver import Concierge, waha_message
+
+
+def test_register_new_guest_is_one_transaction_and_one_send(concierge: Concierge) -> None:
+    """A new guest: 1 TransactWriteItems and 1 SQS SendMessage."""
+    calls = count_calls(concierge.register)
+
+    assert calls == Counter({"DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+
+
+def test_returning_guest_costs_one_more_transaction(concierge: Concierge) -> None:
+    """A returning guest: the first transaction hands back the guest, a second writes the stay."""
+    concierge.register()
+
+    calls = count_calls(lambda: concierge.register(room_number="202", checkin_date="2025-12-01"))
+
+    assert calls == Counter({"DynamoDB.TransactWriteItems": 2, "SQS.SendMessage": 1})
+
+
+def test_inbound_message_is_one_read_one_transaction_one_send_and_no_waha_call(concierge: Concierge) -> None:
+    """The webhook's budget: 1 GetItem, 1 TransactWriteItems, 1 SendMessage, and nothing sent to WAHA."""
+    concierge.register()
+    concierge.deliver_queued()
+
+    with http_recording(concierge.waha.url) as waha_calls:
+        calls = count_calls(lambda: concierge.webhook(waha_message()))
+
+    assert calls == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    assert waha_calls.total == 0
+
+
+def test_redelivered_event_costs_a_read_and_a_cancelled_transaction(concierge: Concierge) -> None:
+    """A duplicate delivery is refused inside the transaction and queues nothing."""
+    concierge.register()
+    delivery = waha_message()
+    concierge.webhook(delivery)
+
+    calls = count_calls(lambda: concierge.webhook(delivery))
+
+    assert calls == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1})
+
+
+def test_history_page_is_one_query(concierge: Concierge) -> None:
+    """A page of the conversation is one Query."""
+    _, guest = concierge.register()
+
+    calls = count_calls(lambda: concierge.history(guest["user_id"]))
+
+    assert calls == Counter({"DynamoDB.Query": 1})
+
+
+def test_sender_batch_of_ten_reads_once_and_updates_each(concierge: Concierge) -> None:
+    """Ten queued messages: 1 BatchGetItem, 10 UpdateItem and 10 sendText (plus the poller's SQS calls)."""
+    for index in range(10):
+        concierge.register(phone_number=f"08123456781{index}")
+    poller = concierge.poller()
+
+    with http_recording(concierge.waha.url) as waha_calls:
+        calls = count_calls(poller.poll_once)
+
+    assert waha_calls.total == 10
+    ours = Counter({op: n for op, n in calls.items() if op.startswith("DynamoDB.")})
+    assert ours == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.UpdateItem": 10})
+    assert len(concierge.waha.sent_messages()) == 10
