@@ -16,7 +16,6 @@ import os
 import platform
 import random
 import re
-import sys
 import threading
 import time
 import uuid
@@ -26,14 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 import urllib3
 
-from devstack.functions import LAYER_PYTHON_DIR
 from devstack.stack import LocalStack, StackConfig
 
 pytestmark = pytest.mark.integration
@@ -78,16 +75,6 @@ SMALL = LoadProfile(
 # --- the stack ----------------------------------------------------------------------------------
 
 
-def _layer_modules() -> dict[str, ModuleType]:
-    layer = LAYER_PYTHON_DIR.resolve()
-    found = {}
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if file and Path(file).resolve().is_relative_to(layer):
-            found[name] = module
-    return found
-
-
 def _concierge_log_levels() -> dict[str, int]:
     return {
         name: logging.getLogger(name).level for name in list(logging.root.manager.loggerDict) if "concierge" in name
@@ -96,10 +83,8 @@ def _concierge_log_levels() -> dict[str, int]:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    """The local stack on free ports with fast retries; the shared layer and its log levels are put back after."""
-    # The stack reloads the layer for a cold start. The unit tests that run after this one in a plain `pytest`
-    # hold the earlier modules (tests/conftest.py resets *their* caches), so those must be the ones left loaded.
-    modules_before = _layer_modules()
+    """The local stack on free ports with fast retries; the log levels its handlers set are put back after."""
+    # The handlers' Powertools loggers set the level of the shared `concierge` loggers, which outlive the stack.
     levels_before = _concierge_log_levels()
     monkeypatch.setenv("OUTBOUND_RETRY_BASE_SECONDS", "0")
     config = StackConfig(
@@ -116,9 +101,6 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
         with LocalStack(config) as running:
             yield running
     finally:
-        for name in _layer_modules():
-            del sys.modules[name]
-        sys.modules.update(modules_before)
         for name, level in levels_before.items():
             logging.getLogger(name).setLevel(level)
 
