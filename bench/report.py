@@ -462,7 +462,7 @@ def _sizes_section(results: dict[str, Any]) -> list[str]:
     layer = sizes["packages"].get(LAYER_ID) or {}
     largest = ", ".join(f"{part['name']} {_size(part['bytes'])}" for part in sizes["layer_largest"])
     lines += [
-        f"From {sizes['source']}. Zipped with zipfile DEFLATED (level 6), close to what `sam deploy` uploads.",
+        f"Build used: {sizes['source']}. Zipped with zipfile DEFLATED (level 6), close to what `sam deploy` uploads.",
         "",
         *_table(["Package", "Files", "Unzipped", "Zipped"], rows),
         f"Each function deploys as its own code plus the layer: {_size(layer.get('unzipped', 0))} unzipped of "
