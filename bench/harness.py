@@ -31,7 +31,7 @@ from devstack.template import REPO_ROOT, FunctionSpec, functions
 # devstack.waha_sim imports `concierge`, which lives in the layer, as it does in Lambda.
 ensure_layer_on_path()
 
-from devstack.waha_sim import WahaSimulator, webhook_hmac  # noqa: E402
+from devstack.waha_sim import WahaSimulator, message_event, webhook_hmac  # noqa: E402
 
 REGION = "us-east-1"
 EVENTS_DIR = REPO_ROOT / "events"
@@ -145,26 +145,9 @@ def webhook_delivery(
     chat_id: str, text: str, message_id: str | None = None, event: str = "message", from_me: bool = False
 ) -> dict[str, Any]:
     """A WAHA `message` envelope; from_me makes it the echo of a message the hotel sent (message.any)."""
-    sender, receiver = (HOTEL_CHAT_ID, chat_id) if from_me else (chat_id, HOTEL_CHAT_ID)
-    now = int(time.time())
-    return {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "timestamp": now * 1000,
-        "session": WAHA_SESSION,
-        "event": event,
-        "payload": {
-            "id": message_id or f"{str(from_me).lower()}_{chat_id}_{uuid.uuid4().hex.upper()}",
-            "timestamp": now,
-            "from": sender,
-            "fromMe": from_me,
-            "to": receiver,
-            "body": text,
-            "hasMedia": False,
-        },
-        "me": {"id": HOTEL_CHAT_ID, "pushName": "Hotel"},
-        "engine": "WEBJS",
-        "environment": {"version": "2026.7.1", "engine": "WEBJS", "tier": "CORE"},
-    }
+    return message_event(
+        chat_id, text, message_id=message_id, event=event, from_me=from_me, me_id=HOTEL_CHAT_ID, session=WAHA_SESSION
+    )
 
 
 def webhook_event(delivery: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ simulator and the real service cannot drift apart silently.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import json
@@ -108,6 +109,66 @@ def _parse_json(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError("body must be valid JSON") from exc
+
+
+def message_event(
+    chat: str,
+    text: str,
+    *,
+    message_id: str | None = None,
+    event: str = "message",
+    from_me: bool = False,
+    me_id: str = DEFAULT_ME_ID,
+    session: str = "default",
+) -> dict[str, Any]:
+    """A WAHA `message`/`message.any` webhook body for a text in a chat, as WAHA's docs shape it.
+
+    `from_me` makes it the echo of a message the hotel's own account sent to `chat` (WAHA's message.any).
+    The one builder of WAHA deliveries: the simulator posts these, and tests and benchmarks use it too.
+    """
+    now = time.time()
+    sender, receiver = (me_id, chat) if from_me else (chat, me_id)
+    payload = {
+        "id": message_id or f"{str(from_me).lower()}_{chat}_{secrets.token_hex(16).upper()}",
+        "timestamp": int(now),
+        "from": sender,
+        "fromMe": from_me,
+        "source": "app",
+        "to": receiver,
+        "body": text,
+        "hasMedia": False,
+        "ack": ACK_SERVER,
+        "ackName": ACK_SERVER_NAME,
+        "vCards": [],
+        "_data": {},
+    }
+    now_ms = int(now * 1000)
+    # Filled from the docs' envelope so the keys and their order stay those WAHA documents.
+    envelope = copy.deepcopy(_envelope_example())
+    envelope.update(
+        id=new_event_id(now_ms),
+        timestamp=now_ms,
+        event=event,
+        session=session,
+        metadata={},
+        me={"id": me_id, "pushName": PUSH_NAME},
+        payload=payload,
+        environment={
+            "version": WAHA_VERSION,
+            "engine": ENGINE,
+            "tier": TIER,
+            "browser": "/usr/bin/chromium",
+            "platform": "linux/x64",
+            "worker": {"id": None},
+        },
+        engine=ENGINE,
+    )
+    return envelope
+
+
+@functools.cache
+def _envelope_example() -> dict[str, Any]:
+    return load_spec(ENVELOPE_EXAMPLE_FILE)
 
 
 class _Server(ThreadingHTTPServer):
@@ -238,7 +299,6 @@ class WahaSimulator:
         self._me_id = me_id
 
         self._validator = Draft202012Validator(load_spec(SEND_TEXT_SCHEMA_FILE)["MessageTextRequest"])
-        self._envelope_template: dict[str, Any] = load_spec(ENVELOPE_EXAMPLE_FILE)
         self._http = urllib3.PoolManager(headers={"User-Agent": f"WAHA/{WAHA_VERSION}"})
 
         self._lock = threading.Lock()
@@ -390,43 +450,7 @@ class WahaSimulator:
         }
 
     def _message_event(self, sender: str, text: str, message_id: str | None, event: str) -> dict[str, Any]:
-        now = time.time()
-        payload = {
-            "id": message_id or f"false_{sender}_{secrets.token_hex(16).upper()}",
-            "timestamp": int(now),
-            "from": sender,
-            "fromMe": False,
-            "source": "app",
-            "to": self._me_id,
-            "body": text,
-            "hasMedia": False,
-            "ack": ACK_SERVER,
-            "ackName": ACK_SERVER_NAME,
-            "vCards": [],
-            "_data": {},
-        }
-        now_ms = int(now * 1000)
-        # Filled from the docs' envelope so the keys and their order stay those WAHA documents.
-        envelope = copy.deepcopy(self._envelope_template)
-        envelope.update(
-            id=new_event_id(now_ms),
-            timestamp=now_ms,
-            event=event,
-            session=self._session,
-            metadata={},
-            me={"id": self._me_id, "pushName": PUSH_NAME},
-            payload=payload,
-            environment={
-                "version": WAHA_VERSION,
-                "engine": ENGINE,
-                "tier": TIER,
-                "browser": "/usr/bin/chromium",
-                "platform": "linux/x64",
-                "worker": {"id": None},
-            },
-            engine=ENGINE,
-        )
-        return envelope
+        return message_event(sender, text, message_id=message_id, event=event, me_id=self._me_id, session=self._session)
 
     def _webhook_headers(self, envelope: dict[str, Any], raw: bytes) -> dict[str, str]:
         # WAHA builds these once per event and its retries resend them unchanged, request id included.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import boto3
 
 from devstack.resources import LocalResources
 from devstack.sender import QueuePoller
-from devstack.waha_sim import WahaSimulator
+from devstack.waha_sim import WahaSimulator, message_event
 from tests.conftest import lambda_context
 from tests.lambda_events import api_event, response_json
 
@@ -25,28 +24,14 @@ GUEST = {
     "phone_number": "081234567890",
 }
 GUEST_CHAT_ID = "6281234567890@c.us"
+HOTEL_CHAT_ID = "6280000000000@c.us"
 
 
 def waha_message(chat_id: str = GUEST_CHAT_ID, text: str = "Test message", **payload: Any) -> dict[str, Any]:
-    """A WAHA `message` delivery shaped like the hotel guide's manual test and WAHA's envelope."""
-    return {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "timestamp": 1700000000000,
-        "session": "default",
-        "event": "message",
-        "payload": {
-            "id": f"false_{chat_id}_{uuid.uuid4().hex.upper()}",
-            "timestamp": 1700000000,
-            "from": chat_id,
-            "fromMe": False,
-            "to": "6280000000000@c.us",
-            "body": text,
-            "hasMedia": False,
-            **payload,
-        },
-        "me": {"id": "6280000000000@c.us"},
-        "environment": {"version": "2024.1.1", "engine": "WEBJS"},
-    }
+    """A WAHA `message` delivery from the guest (the simulator's builder), with payload fields overridden."""
+    delivery = message_event(chat_id, text, me_id=HOTEL_CHAT_ID)
+    delivery["payload"].update(payload)
+    return delivery
 
 
 class Concierge:
