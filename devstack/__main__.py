@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.api import route_for
-from devstack.stack import LocalStack, StackConfig
+from devstack.stack import LocalStack, PortInUse, StackConfig
 from devstack.template import REPO_ROOT
 
 ENV_FILE = REPO_ROOT / ".env"
@@ -146,7 +146,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     stack = LocalStack(StackConfig.from_env())
     try:
-        stack.start()
+        try:
+            stack.start()
+        except (PortInUse, OSError) as error:
+            print(f"Cannot start the local stack: {error}", file=sys.stderr)
+            return 1
         print(usage(stack), flush=True)
         # A timed wait, so the main thread wakes to run the signal handlers promptly.
         while not stop_requested.wait(0.5):

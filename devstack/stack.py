@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -289,6 +290,24 @@ def _restore_layer_modules(before: dict[str, Any]) -> None:
     sys.modules.update(before)
 
 
+class PortInUse(RuntimeError):
+    """A port the local stack needs is taken (often by another `make run`)."""
+
+
+def ensure_port_free(host: str, port: int, setting: str) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a port left in TIME_WAIT by an earlier run is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortInUse(
+                f"port {port} on {host} is in use (is another `make run` running?); stop it or set {setting}"
+            ) from error
+
+
 def _reset_moto(endpoint: str) -> None:
     # moto keeps its state in module globals shared by every server in the process: wipe it, so the next
     # stack started in this process (the next test) begins with no tables, queues or messages.
@@ -338,6 +357,13 @@ class LocalStack:
         return self.config.api_key
 
     def start(self) -> LocalStack:
+        # Checked before anything starts: moto's server thread dies on a taken port while its start() waits
+        # for it forever, and a half-started stack is harder to read than one clear message.
+        ensure_port_free(self.config.api_host, self.config.api_port, "API_PORT")
+        if not self.config.aws_endpoint_url:
+            ensure_port_free("127.0.0.1", self.config.moto_port, "MOTO_PORT")
+        if not self.config.waha_host:
+            ensure_port_free("127.0.0.1", self.config.waha_sim_port, "WAHA_SIM_PORT")
         try:
             self._start_aws()
             self._start_api()

@@ -572,3 +572,19 @@ def test_stack_wires_api_queue_and_environment_around_the_handlers(http: urllib3
     assert seen_env["OUTBOUND_MAX_RECEIVE_COUNT"] == "2"
     assert "WAHA_WEBHOOK_HMAC_KEY_PARAM" not in seen_env
     assert os.environ.get("AWS_ENDPOINT_URL") == endpoint_before
+
+
+def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:
+    """Starting on a port another program listens on fails at once, naming the setting to change."""
+    import socket
+
+    from devstack.stack import PortInUse, ensure_port_free
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(PortInUse, match="MOTO_PORT"):
+            ensure_port_free("127.0.0.1", port, "MOTO_PORT")
+    ensure_port_free("127.0.0.1", port, "MOTO_PORT")
