@@ -9,11 +9,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test demo build bench test-load redrive lint clean
 
-$(STAMP): requirements-dev.txt layers/common/python/requirements.txt
+$(STAMP): requirements-dev.txt layers/common/python/requirements.txt constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	@touch $(STAMP)
 
 ## make run: the whole system on this machine (moto, WAHA simulator, API on :8000, sender loop)
