@@ -35,9 +35,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m devstack.demo
 
-## make build: sam build for Lambda (python3.13, arm64), then check every compiled module is aarch64
+## make build: sam build for Lambda (python3.13, arm64), bytecode compiled ahead, then checks
+# Lambda's file system is read-only, so without .pyc files every cold start compiles the layer from source.
 build: $(STAMP)
 	PYENV_VERSION=$${PYENV_VERSION:-3.13.0} $(VENV)/bin/sam build
+	PYENV_VERSION=$${PYENV_VERSION:-3.13.0} python3.13 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 	$(PY) tools/check_build.py .aws-sam/build
 
 ## make bench: AWS calls, latency, cold init, sizes, throughput and cost -> docs/performance.md, bench/results.json

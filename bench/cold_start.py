@@ -13,9 +13,11 @@ over all of them alike.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import json
 import os
+import py_compile
 import shutil
 import statistics
 import subprocess
@@ -149,6 +151,13 @@ def build_runtime_site(requirements: Path, target: Path) -> list[str]:
     return sorted(f"{distribution.metadata['Name']}=={distribution.version}" for distribution in distributions.values())
 
 
+def _compile_ahead(directory: Path) -> None:
+    """Bytecode as `make build` ships it (compileall, unchecked hashes), for this interpreter's version."""
+    compileall.compile_dir(
+        directory, quiet=1, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+    )
+
+
 def _package_of(module: str) -> str:
     return module.split(".", 1)[0]
 
@@ -166,10 +175,12 @@ class ColdStarts:
         self.layer_requirements = layer_source / "requirements.txt"
         self.site_distributions = build_runtime_site(self.layer_requirements, self._site_dir)
         shutil.copytree(layer_source, self._layer_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _compile_ahead(self._layer_dir)
         self._tasks: dict[str, tuple[Path, str]] = {}
         for logical_id, spec in stack.specs.items():
             task = workdir / "task" / logical_id
             shutil.copytree(spec.code_dir, task, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            _compile_ahead(task)
             self._tasks[logical_id] = (task, spec.handler)
         baseline_task = workdir / "task" / BASELINE
         baseline_task.mkdir(parents=True)

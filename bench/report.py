@@ -192,9 +192,6 @@ def _cold_start_causes(cold: dict[str, Any], slow: list[str]) -> str:
             if xray
             else ""
         ),
-        "`concierge` is compiled from source on every cold start, as in Lambda (SAM ships no .pyc). "
-        if any(package == "concierge" for name in slow for package, _ in _extra_imports(trees, name))
-        else "",
         "The first invocation then creates the AWS clients the function uses, which `concierge.aws_clients` "
         "caches lazily (and, in the webhook, Powertools' SSM client for the HMAC key), where the baseline made its "
         "client at init: the init + first invocation ratio compares the two fairly.",
@@ -278,8 +275,9 @@ def _method_section(results: dict[str, Any]) -> list[str]:
         ),
         "- **Cold init** runs a fresh interpreter per sample (`bench/cold_child.py`) that imports the handler "
         "module from a copy of the function's folder, with a copy of the layer's content (its ContentUri, as "
-        "Lambda mounts it at /opt/python) on `sys.path` and bytecode writing off (Lambda's file system is "
-        "read-only and SAM ships no .pyc), then serves a first and a second event against the same moto server. "
+        "Lambda mounts it at /opt/python) on `sys.path`, compiled ahead to .pyc as `make build` ships it, and "
+        "bytecode writing off (Lambda's file system is read-only), then serves a first and a second event "
+        "against the same moto server. "
         "The interpreter runs with `-S` and sees only the distributions "
         f"`{results['cold_start']['layer_requirements']}` pulls in (the dev virtualenv's awscrt, cryptography and "
         "pyOpenSSL, which botocore and urllib3 would import, are not in Lambda). The baseline module imports boto3 "

@@ -4,6 +4,8 @@
   installs x86_64 wheels of pydantic_core and the functions crash on import.
 - The layer must hold the `concierge` package at python/concierge, the folder Lambda puts on
   sys.path (/opt/python); a ContentUri one level too high lands it at python/python/concierge.
+- Its modules must come with python3.13 bytecode: Lambda cannot write .pyc files, so without them
+  every cold start compiles the package (and its dependencies) from source.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ def machine_of(path: Path) -> int | None:
 
 
 def layer_problems(build_dir: Path) -> list[str]:
-    package = build_dir / "CommonLayer" / "python" / "concierge" / "__init__.py"
-    return [] if package.is_file() else [f"the layer does not hold {package.relative_to(build_dir)}"]
+    package = build_dir / "CommonLayer" / "python" / "concierge"
+    if not (package / "__init__.py").is_file():
+        return [f"the layer does not hold {package.relative_to(build_dir)}/__init__.py"]
+    return [
+        f"no python3.13 bytecode for {module.relative_to(build_dir)}"
+        for module in sorted(package.glob("*.py"))
+        if not (package / "__pycache__" / f"{module.stem}.cpython-313.pyc").is_file()
+    ]
 
 
 def main(build_dir: str = ".aws-sam/build") -> int:
