@@ -26,6 +26,7 @@ from devstack.functions import Handler, ensure_layer_on_path, load_handler
 from devstack.lambda_context import LambdaContext
 from devstack.resources import LocalResources, create_resources
 from devstack.sender import sqs_record
+from devstack.stack import EnvironmentPatch
 from devstack.template import REPO_ROOT, FunctionSpec, functions
 
 # devstack.waha_sim imports `concierge`, which lives in the layer, as it does in Lambda.
@@ -227,7 +228,7 @@ class BenchStack:
         self._clients: dict[str, Any] = {}
         self.moto_partitions_dropped = False
         self._stdout = sys.stdout
-        self._previous_environment: dict[str, str | None] = {}
+        self._environment = EnvironmentPatch()
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -236,15 +237,14 @@ class BenchStack:
 
         # moto logs every request it serves; a benchmark sends tens of thousands.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._set_environment(_FIXED_ENVIRONMENT)
-        for name in _CLEARED_ENVIRONMENT:
-            self._set_environment({name: None})
+        self._environment.update(_FIXED_ENVIRONMENT)
+        self._environment.update(dict.fromkeys(_CLEARED_ENVIRONMENT))
         self.moto_partitions_dropped = _drop_emptied_partitions()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        self._set_environment({"AWS_ENDPOINT_URL": self.endpoint})
+        self._environment.update({"AWS_ENDPOINT_URL": self.endpoint})
         self._session = boto3.Session(region_name=REGION)
         self.resources = create_resources(RESOURCE_PREFIX, self._session)
         self._session.client("ssm").put_parameter(
@@ -252,7 +252,7 @@ class BenchStack:
         )
         self.waha.start()
         self.slow_waha.start()
-        self._set_environment(
+        self._environment.update(
             {
                 "TABLE_NAME": self.resources.table_name,
                 "OUTBOUND_QUEUE_URL": self.resources.outbound_queue_url,
@@ -271,25 +271,13 @@ class BenchStack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
-        for name, value in self._previous_environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._environment.restore()
 
     def __enter__(self) -> BenchStack:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def _set_environment(self, values: dict[str, str | None]) -> None:
-        for name, value in values.items():
-            self._previous_environment.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
     def function_environment(self) -> dict[str, str]:
         """The environment a function sees here, for child processes that play a cold start."""

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from devstack.lambda_context import LambdaContext
@@ -43,13 +44,14 @@ def _handler_location(spec: FunctionSpec) -> tuple[Path, str]:
     return spec.code_dir / (module_path.replace(".", "/") + ".py"), attribute
 
 
-def _modules_loaded_from(directory: Path) -> list[str]:
-    names = []
+def modules_loaded_from(directory: Path) -> dict[str, ModuleType]:
+    """The imported modules whose files lie under directory, by name."""
+    found = {}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
         if file and Path(file).resolve().is_relative_to(directory):
-            names.append(name)
-    return names
+            found[name] = module
+    return found
 
 
 def load_handler(spec: FunctionSpec) -> Handler:
@@ -76,7 +78,7 @@ def load_handler(spec: FunctionSpec) -> Handler:
         sys.path.remove(code_dir)
         # Every function here runs in one process: forget bare-named sibling modules (a `models.py` in
         # two functions) so the next function imports its own instead of finding this one's in the cache.
-        for name in _modules_loaded_from(spec.code_dir.resolve()):
+        for name in modules_loaded_from(spec.code_dir.resolve()):
             if name != module_name:
                 del sys.modules[name]
     handler = getattr(module, attribute, None)

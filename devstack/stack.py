@@ -16,14 +16,20 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 import urllib3
 
 from devstack.api import LocalApi, route_for
-from devstack.functions import LAYER_PYTHON_DIR, Handler, ensure_layer_on_path, invoke, load_handlers
+from devstack.functions import (
+    LAYER_PYTHON_DIR,
+    Handler,
+    ensure_layer_on_path,
+    invoke,
+    load_handlers,
+    modules_loaded_from,
+)
 from devstack.lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
 from devstack.resources import LocalResources, create_resources
 from devstack.sender import QueuePoller, sqs_event_sources
@@ -236,7 +242,7 @@ class TemplateEnvironment:
         raise ValueError(f"condition {function} is not supported by the local stack")
 
 
-class _EnvironmentPatch:
+class EnvironmentPatch:
     """Sets process environment variables and puts the previous values back on restore()."""
 
     def __init__(self) -> None:
@@ -249,6 +255,10 @@ class _EnvironmentPatch:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+    def update(self, values: Mapping[str, str | None]) -> None:
+        for name, value in values.items():
+            self.set(name, value)
 
     def set_default(self, name: str, value: str) -> None:
         if not os.environ.get(name):
@@ -264,12 +274,7 @@ class _EnvironmentPatch:
 
 
 def _layer_modules() -> dict[str, Any]:
-    layer = LAYER_PYTHON_DIR.resolve()
-    return {
-        name: module
-        for name, module in list(sys.modules.items())
-        if getattr(module, "__file__", None) and Path(module.__file__).resolve().is_relative_to(layer)
-    }
+    return modules_loaded_from(LAYER_PYTHON_DIR.resolve())
 
 
 def _forget_layer_modules() -> dict[str, Any]:
@@ -349,7 +354,7 @@ class LocalStack:
         self.simulator: Any = None
         self.pollers: list[QueuePoller] = []
         self._moto: Any = None
-        self._env = _EnvironmentPatch()
+        self._env = EnvironmentPatch()
         self._session: boto3.Session | None = None
 
     @property
