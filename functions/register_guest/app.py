@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from concierge import api
-from concierge.registration import IdempotencyKeyReused, RegistrationRequest, register_guest
+from concierge.registration import IdempotencyKeyReused, RegistrationConflict, RegistrationRequest, register_guest
 
 logger = Logger()
 app = api.create_resolver()
@@ -20,7 +20,11 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 128
 
 @app.post("/api/v1/guests/register")
 def register() -> Response:
-    request = api.parse(RegistrationRequest, api.json_object(app))
+    body = api.json_object(app)
+    request = api.parse(RegistrationRequest, body)
+    warnings = [
+        {"field": name, "message": "unknown field; ignored"} for name in RegistrationRequest.unknown_fields(body)
+    ]
     idempotency_key = api.header(app, "Idempotency-Key")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise api.ApiError(400, "bad_request", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
@@ -28,7 +32,9 @@ def register() -> Response:
         registration = register_guest(request, idempotency_key)
     except IdempotencyKeyReused as error:
         raise api.ApiError(409, "idempotency_key_reused", str(error)) from error
-    return api.json_response(201, registration.model_dump())
+    except RegistrationConflict as error:
+        raise api.ApiError(409, "registration_conflict", str(error)) from error
+    return api.json_response(201, {**registration.model_dump(), "warnings": warnings})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -8,43 +8,52 @@ from bench.calls import count_calls, http_recording
 from tests.driver import Concierge, waha_message
 
 
-def test_register_new_guest_is_one_transaction_and_one_send(concierge: Concierge) -> None:
-    """A new guest: 1 TransactWriteItems and 1 SQS SendMessage."""
+def test_register_new_guest_is_one_read_one_transaction_and_one_send(concierge: Concierge) -> None:
+    """A new guest: the phone's lookup read, 1 TransactWriteItems and 1 SQS SendMessage."""
     calls = count_calls(concierge.register)
 
-    assert calls == Counter({"DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    assert calls == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
 
 
-def test_returning_guest_costs_one_more_transaction(concierge: Concierge) -> None:
-    """A returning guest: the first transaction hands back the guest, a second writes the stay."""
+def test_returning_guest_costs_the_same_as_a_new_one(concierge: Concierge) -> None:
+    """A returning guest: the read finds them, one transaction closes the old stay and writes the new one."""
     concierge.register()
 
     calls = count_calls(lambda: concierge.register(room_number="202", checkin_date="2025-12-01"))
 
-    assert calls == Counter({"DynamoDB.TransactWriteItems": 2, "SQS.SendMessage": 1})
+    assert calls == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+
+
+def test_repeated_stay_is_one_read(concierge: Concierge) -> None:
+    """The same stay registered again is answered from the lookup item: nothing written or queued."""
+    concierge.register()
+
+    calls = count_calls(concierge.register)
+
+    assert calls == Counter({"DynamoDB.GetItem": 1})
 
 
 def test_inbound_message_is_one_read_one_transaction_one_send_and_no_waha_call(concierge: Concierge) -> None:
-    """The webhook's budget: 1 GetItem, 1 TransactWriteItems, 1 SendMessage, and nothing sent to WAHA."""
+    """The webhook's budget: 1 BatchGetItem, 1 TransactWriteItems, 1 SendMessage, and nothing sent to WAHA."""
     concierge.register()
     concierge.deliver_queued()
 
     with http_recording(concierge.waha.url) as waha_calls:
         calls = count_calls(lambda: concierge.webhook(waha_message()))
 
-    assert calls == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    assert calls == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
     assert waha_calls.total == 0
 
 
-def test_redelivered_event_costs_a_read_and_a_cancelled_transaction(concierge: Concierge) -> None:
-    """A duplicate delivery is refused inside the transaction and queues nothing."""
+def test_redelivered_event_costs_one_read(concierge: Concierge) -> None:
+    """A duplicate delivery is recognised by the read that finds the guest: nothing written or queued."""
     concierge.register()
     delivery = waha_message()
     concierge.webhook(delivery)
 
     calls = count_calls(lambda: concierge.webhook(delivery))
 
-    assert calls == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1})
+    assert calls == Counter({"DynamoDB.BatchGetItem": 1})
 
 
 def test_history_page_is_one_query(concierge: Concierge) -> None:

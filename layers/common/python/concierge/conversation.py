@@ -43,13 +43,25 @@ def _resolve_phone(message: GuestMessage) -> str | None:
 
 
 def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
-    """Stores the guest's text and the auto-reply once per WAHA message, then queues the reply.
+    """Stores the guest's text and the auto-reply once per WAHA message, and queues the reply.
 
-    One read (phone -> guest and active session) and one transaction, whose first item is the
-    delivery's dedupe marker: a redelivered event cancels the transaction and stores nothing.
+    One read of two items (the phone's lookup: guest and active session; the delivery's dedupe
+    marker: a redelivery is answered there), the reply's key queued, and one transaction whose first
+    item creates the dedupe marker, so that two copies of one delivery racing each other still store
+    once (the loser's queue record then finds no row, and the sender drops it). The reply is queued
+    before the commit so that a committed reply is always in the queue or marked for the sweeper.
+    The transaction also stamps the session's `last_message_at`, on condition that it is still
+    active: a check-in that closes it meanwhile either wins (the message goes to the new stay) or
+    must end the session no earlier than this message.
     """
     e164 = _resolve_phone(message)
-    guest = store.get(keys.phone(e164)) if e164 else None
+    marker_key = keys.waha_event(message.waha_session, message.waha_message_id)
+    phone_key = keys.phone(e164) if e164 else None
+    found = store.get_many([marker_key, phone_key] if phone_key else [marker_key])
+    if store.identity(marker_key) in found:
+        logger.info("repeated WAHA delivery ignored")
+        return Outcome.DUPLICATE
+    guest = found.get(store.identity(phone_key)) if phone_key else None
     masked = phone.mask(e164 or "")
     if guest is None:
         logger.warning("message from an unknown phone number ignored", extra={"phone": masked})
@@ -71,16 +83,19 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
         status=store.RECEIVED,
         extra={"waha_message_id": message.waha_message_id, "has_media": message.has_media},
     )
+    reply_id = str(uuid.uuid4())
+    # A microsecond later, so the reply always sorts after the message it answers.
+    reply_at = store.iso(now + timedelta(microseconds=1))
     reply = store.StoredMessage(
         user_id=user_id,
-        message_id=str(uuid.uuid4()),
+        message_id=reply_id,
         session_id=session_id,
         role="System",
         text=templates.auto_reply(),
-        # A microsecond later, so the reply always sorts after the message it answers.
-        created_at=store.iso(now + timedelta(microseconds=1)),
+        created_at=reply_at,
         status=store.PENDING,
         chat_id=phone.chat_id(e164),
+        queued=outbox.enqueue(keys.message(user_id, reply_at, reply_id)),
         extra={"kind": "auto_reply", "in_reply_to": inbound.message_id},
     )
     expires_at = int(now.timestamp()) + settings().webhook_event_ttl_days * 86400
@@ -89,7 +104,7 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
             [
                 store.put_new(
                     {
-                        **keys.waha_event(message.waha_session, message.waha_message_id),
+                        **marker_key,
                         "type": "WahaDelivery",
                         "event": message.event,
                         "user_id": user_id,
@@ -99,7 +114,12 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
                 ),
                 store.put_new(inbound.item()),
                 store.put_new(reply.item()),
-                store.condition_check(keys.phone(e164), "active_session_id = :session", {":session": session_id}),
+                store.update(
+                    keys.session(user_id, session_id),
+                    "SET last_message_at = :at",
+                    {":at": reply.created_at, ":true": True},
+                    "is_active = :true",
+                ),
             ]
         )
     except store.TransactionConflict as conflict:
@@ -111,6 +131,5 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
         # A new check-in replaced the session between our read and write: store it in the new one.
         logger.warning("the guest's session changed while the message was stored", extra={"user_id": user_id})
         return receive(message, attempts - 1)
-    outbox.enqueue(reply.key)
     logger.info("guest message stored and reply queued", extra={"user_id": user_id, "phone": masked})
     return Outcome.STORED

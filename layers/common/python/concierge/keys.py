@@ -41,3 +41,26 @@ def waha_event(waha_session: str, message_id: str) -> Key:
 
 def registration_request(idempotency_key: str) -> Key:
     return {"pk": f"REGISTRATION#{idempotency_key}", "sk": "REGISTRATION"}
+
+
+# Outbox index partition of messages that never reached the queue (see `outbox`).
+UNQUEUED_OUTBOX = "UNQUEUED"
+
+# closed_sessions index partition: sessions whose messages still need their retention stamp.
+CLOSED_SESSIONS = "CLOSED"
+
+
+def erasure(user_id: str) -> Key:
+    # What an erased guest leaves in their partition: counts only, so a repeated erase still answers 204.
+    return {"pk": f"USER#{user_id}", "sk": "ERASED"}
+
+
+def messages_between(start: str, end: str) -> tuple[str, str]:
+    """Sort-key bounds (inclusive) of the messages created from `start` to `end` in a user's partition."""
+    # "~" sorts after "#": a message created exactly at `end` (MSG#<end>#<id>) is still inside.
+    return f"{MESSAGE_PREFIX}{start}", f"{MESSAGE_PREFIX}{end}~"
+
+
+def waha_session_status(waha_session: str) -> Key:
+    # One item per WAHA session, overwritten by each newer status: the health answer reads them by key.
+    return {"pk": f"WAHA_SESSION#{waha_session}", "sk": "STATUS"}

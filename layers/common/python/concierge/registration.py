@@ -1,19 +1,29 @@
 """Registering a checked-in guest: user, check-in, active chat session and welcome, in one transaction.
 
-A guest is known by their phone number (E.164). A returning guest keeps their user id; their
-new stay gets a new session and any session still active is closed in the same transaction.
-A repeated registration (the same stay, or the same Idempotency-Key) answers with the first one's ids.
+A phone number is not a person: numbers are recycled and shared in families. A registration on a
+known phone is the same guest only when the full name or the email matches the stored guest; anyone
+else becomes a new user, the phone points to them from now on, and the earlier guest keeps their own
+history. A returning guest keeps their user id; their new stay gets a new session and the session
+still active is closed in the same transaction. A repeated registration (the same stay of the same
+person, or the same Idempotency-Key) answers with the first one's ids.
+
+The welcome's key is known before the transaction (the phone's lookup item is read first), so it is
+queued before the rows are committed: a committed message has always reached the queue, or carries
+the outbox index's `UNQUEUED` marker for the sweeper (see `outbox`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints
 
 from concierge import keys, outbox, phone, store, templates
 from concierge.config import settings
@@ -21,12 +31,24 @@ from concierge.config import settings
 logger = Logger(child=True)
 
 REGISTRATION_KEY_TTL_SECONDS = 24 * 3600
-MAX_TRANSACTION_ATTEMPTS = 3
+# Each attempt re-reads the phone's lookup item; only registrations of one phone racing each
+# other need more than one, and the loser of the last attempt is told to retry (409).
+MAX_ATTEMPTS = 6
+INVALID_PHONE_REASON = "invalid phone number"
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-RoomNumber = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
-]
+WHATSAPP_QUEUED = "queued"
+WHATSAPP_INVALID_PHONE = "invalid_phone"
+
+
+def _room_text(value: object) -> object:
+    # Hotel systems send rooms as numbers too; a boolean or fraction is not a room.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return str(int(value))
+    return value
 
 
 def _iso_date_text(value: object) -> object:
@@ -36,25 +58,37 @@ def _iso_date_text(value: object) -> object:
     return value
 
 
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+RoomNumber = Annotated[
+    str,
+    BeforeValidator(_room_text),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"),
+]
 IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
+PhoneText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 
 
 class RegistrationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The fields a registration reads; anything else a hotel system sends is ignored and reported."""
+
+    model_config = ConfigDict(extra="ignore")
 
     full_name: Name
     room_number: RoomNumber
     checkin_date: IsoDate
-    email: Annotated[EmailStr, StringConstraints(max_length=254)]
-    phone_number: Annotated[str, StringConstraints(max_length=32)]
+    email: Annotated[EmailStr, StringConstraints(max_length=254)] | None = None
+    phone_number: PhoneText
 
-    @field_validator("phone_number")
     @classmethod
-    def _phone_is_valid(cls, value: str) -> str:
+    def unknown_fields(cls, data: dict[str, Any]) -> list[str]:
+        return sorted(name for name in data if name not in cls.model_fields)
+
+    def whatsapp_number(self) -> str | None:
+        """The phone in E.164 when libphonenumber holds it valid; None means no WhatsApp for this guest."""
         try:
-            return phone.to_e164(value, settings().default_phone_region)
-        except phone.InvalidPhoneNumber as error:
-            raise ValueError(str(error)) from error
+            return phone.to_e164(self.phone_number, settings().default_phone_region)
+        except phone.InvalidPhoneNumber:
+            return None
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
@@ -67,116 +101,177 @@ class Registration(BaseModel):
     full_name: str
     room_number: str
     checkin_date: str
-    email: str
+    email: str | None
     phone_number: str
     status: str = "active"
+    whatsapp: str = WHATSAPP_QUEUED
 
 
 class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was first used for a different registration."""
 
 
+class RegistrationConflict(Exception):
+    """Other registrations of the same phone kept winning the race; a retry resolves it."""
+
+
+def same_person(stored: dict[str, Any], request: RegistrationRequest) -> bool:
+    """The full name (case and spacing aside) or the email matches the guest stored for this phone."""
+    if _normalised_name(stored.get("full_name") or "") == _normalised_name(request.full_name):
+        return True
+    stored_email = stored.get("email")
+    return bool(request.email and stored_email and str(request.email).lower() == str(stored_email).lower())
+
+
+def _normalised_name(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _same_stay(lookup: dict[str, Any], request: RegistrationRequest) -> bool:
+    return (
+        bool(lookup.get("active_session_id"))
+        and lookup.get("room_number") == request.room_number
+        and lookup.get("checkin_date") == request.checkin_date.isoformat()
+        and same_person(lookup, request)
+    )
+
+
+@dataclass
+class _Attempt:
+    """What one write of a registration needs to know about what is already stored."""
+
+    now: datetime
+    lookup: dict[str, Any] | None
+    old_session_end: str | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+
+
 def register_guest(request: RegistrationRequest, idempotency_key: str | None = None) -> Registration:
     """Stores the stay and queues the welcome; a WhatsApp or queue failure never fails it."""
-    # Optimistic: a new guest costs one transaction. Only when the phone is taken does the
-    # cancelled transaction hand back the guest's lookup item, and we write again as a returning guest.
-    known_guest: dict[str, Any] | None = None
-    for _ in range(MAX_TRANSACTION_ATTEMPTS):
+    e164 = request.whatsapp_number()
+    now = datetime.now(UTC)
+    # The new stay's ids stay the same across attempts, so one queued welcome key serves them all.
+    ids = {"checkin_id": str(uuid.uuid4()), "session_id": str(uuid.uuid4()), "welcome_id": str(uuid.uuid4())}
+    queued_key: keys.Key | None = None
+    queued = False
+    old_session_end: str | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        lookup = store.get(keys.phone(e164), consistent=True) if e164 else None
+        if lookup is not None and _same_stay(lookup, request):
+            return _repeat_of_stay(lookup, request)
+        user_id = (
+            lookup["user_id"]
+            if lookup is not None and same_person(lookup, request)
+            else ids.setdefault("new_user_id", str(uuid.uuid4()))
+        )
+        welcome_key = keys.message(user_id, store.iso(now), ids["welcome_id"])
+        if e164 and welcome_key != queued_key:
+            queued, queued_key = outbox.enqueue(welcome_key), welcome_key
+        state = _Attempt(now=now, lookup=lookup, old_session_end=old_session_end, ids=ids)
         try:
-            registration, welcome = _write(request, idempotency_key, datetime.now(UTC), known_guest)
-        except _ReturningGuest as returning:
-            known_guest = returning.phone_item
-            continue
-        if welcome is not None:
-            outbox.enqueue(welcome.key)
-        return registration
-    raise RuntimeError("registration kept conflicting with concurrent registrations of the same guest")
+            return _write(request, idempotency_key, e164, user_id, state, queued)
+        except _Retry as retry:
+            old_session_end = retry.old_session_end or old_session_end
+            # Jitter spreads racing registrations of one phone apart.
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
+    logger.warning("registration kept losing to concurrent registrations of the same phone")
+    raise RegistrationConflict("another registration of this phone number was in progress; retry the request")
 
 
-class _ReturningGuest(Exception):
-    def __init__(self, phone_item: dict[str, Any] | None) -> None:
-        super().__init__("guest already registered")
-        self.phone_item = phone_item
+class _Retry(Exception):
+    def __init__(self, old_session_end: str | None = None) -> None:
+        super().__init__("the phone's stay changed between the read and the write")
+        self.old_session_end = old_session_end
 
 
-def _same_stay(phone_item: dict[str, Any], request: RegistrationRequest) -> bool:
-    return (
-        bool(phone_item.get("active_session_id"))
-        and phone_item.get("room_number") == request.room_number
-        and phone_item.get("checkin_date") == request.checkin_date.isoformat()
+def _repeat_of_stay(lookup: dict[str, Any], request: RegistrationRequest) -> Registration:
+    """The stay is already registered: answer with its ids; a corrected name or email updates the profile."""
+    registration = Registration(
+        user_id=lookup["user_id"],
+        checkin_id=lookup["active_checkin_id"],
+        session_id=lookup["active_session_id"],
+        full_name=request.full_name,
+        room_number=lookup["room_number"],
+        checkin_date=lookup["checkin_date"],
+        email=str(request.email) if request.email else lookup.get("email"),
+        phone_number=lookup["e164"],
     )
+    if (registration.full_name, registration.email) != (lookup.get("full_name"), lookup.get("email")):
+        _update_profile(lookup, registration)
+    logger.info("registration repeated for the current stay", extra={"phone": phone.mask(lookup["e164"])})
+    return registration
 
 
-def _registration_from(phone_item: dict[str, Any]) -> Registration:
-    return Registration(
-        user_id=phone_item["user_id"],
-        checkin_id=phone_item["active_checkin_id"],
-        session_id=phone_item["active_session_id"],
-        full_name=phone_item["full_name"],
-        room_number=phone_item["room_number"],
-        checkin_date=phone_item["checkin_date"],
-        email=phone_item["email"],
-        phone_number=phone_item["e164"],
-    )
+def _update_profile(lookup: dict[str, Any], registration: Registration) -> None:
+    changes = {":full_name": registration.full_name, ":email": registration.email, ":now": store.iso(datetime.now(UTC))}
+    expression = "SET full_name = :full_name, email = :email"
+    try:
+        store.transact(
+            [
+                store.update(
+                    keys.phone(lookup["e164"]),
+                    expression,
+                    {**changes, ":seen": lookup["active_session_id"]},
+                    "active_session_id = :seen",
+                ),
+                store.update(
+                    keys.user(registration.user_id), expression + ", updated_at = :now", changes, "attribute_exists(pk)"
+                ),
+            ]
+        )
+    except store.TransactionConflict:
+        # The stay moved on meanwhile (a newer registration); the ids answered are still this stay's.
+        logger.info("profile correction skipped: the stay changed meanwhile")
 
 
 def _write(
-    request: RegistrationRequest, idempotency_key: str | None, now: datetime, known_guest: dict[str, Any] | None
-) -> tuple[Registration, store.StoredMessage | None]:
-    if known_guest is not None and _same_stay(known_guest, request):
-        logger.info("registration repeated for the current stay", extra={"phone": phone.mask(request.phone_number)})
-        return _registration_from(known_guest), None
-
-    created_at = store.iso(now)
-    user_id = known_guest["user_id"] if known_guest else str(uuid.uuid4())
+    request: RegistrationRequest,
+    idempotency_key: str | None,
+    e164: str | None,
+    user_id: str,
+    state: _Attempt,
+    queued: bool,
+) -> Registration:
+    created_at = store.iso(state.now)
+    lookup = state.lookup
+    returning = lookup is not None and lookup["user_id"] == user_id
     registration = Registration(
         user_id=user_id,
-        checkin_id=str(uuid.uuid4()),
-        session_id=str(uuid.uuid4()),
+        checkin_id=state.ids["checkin_id"],
+        session_id=state.ids["session_id"],
         full_name=request.full_name,
         room_number=request.room_number,
         checkin_date=request.checkin_date.isoformat(),
-        email=str(request.email),
-        phone_number=request.phone_number,
+        email=str(request.email) if request.email else None,
+        phone_number=e164 or request.phone_number,
+        whatsapp=WHATSAPP_QUEUED if e164 else WHATSAPP_INVALID_PHONE,
     )
     welcome = store.StoredMessage(
         user_id=user_id,
-        message_id=str(uuid.uuid4()),
+        message_id=state.ids["welcome_id"],
         session_id=registration.session_id,
         role="System",
         text=templates.welcome(request.full_name, request.room_number),
         created_at=created_at,
-        status=store.PENDING,
-        chat_id=phone.chat_id(request.phone_number),
-        extra={"kind": "welcome"},
+        status=store.PENDING if e164 else store.FAILED,
+        chat_id=phone.chat_id(e164) if e164 else None,
+        queued=queued,
+        extra={"kind": "welcome", **({} if e164 else {"last_error": INVALID_PHONE_REASON})},
     )
-    phone_item = {
-        **keys.phone(request.phone_number),
-        "type": "PhoneLookup",
-        "e164": request.phone_number,
-        "user_id": user_id,
-        "full_name": registration.full_name,
-        "email": registration.email,
-        "room_number": registration.room_number,
-        "checkin_date": registration.checkin_date,
-        "active_checkin_id": registration.checkin_id,
-        "active_session_id": registration.session_id,
-        "active_session_start": created_at,
-    }
     profile = {
+        **keys.user(user_id),
         "type": "User",
         "user_id": user_id,
         "role": "guest",
         "full_name": registration.full_name,
         "email": registration.email,
-        "phone_e164": request.phone_number,
+        "phone_e164": e164,
+        "phone_as_given": None if e164 else request.phone_number,
     }
     actions: list[dict[str, Any]] = []
-    if known_guest is None:
-        actions.append(store.put_new(phone_item))
-        actions.append(store.put_new({**keys.user(user_id), **profile, "created_at": created_at}))
-    else:
-        actions.append(store.put(phone_item, *_unchanged_stay(known_guest)))
+    if e164:
+        actions.append(_point_phone_at(e164, registration, created_at, lookup))
+    if returning:
         actions.append(
             store.update(
                 keys.user(user_id),
@@ -185,8 +280,11 @@ def _write(
                 "attribute_exists(pk)",
             )
         )
-        if known_guest.get("active_session_id"):
-            actions.append(_close_session(known_guest, now))
+    else:
+        actions.append(store.put_new({**profile, "created_at": created_at}))
+    closing = lookup is not None and bool(lookup.get("active_session_id"))
+    if closing:
+        actions.append(_close_session(lookup, state.now, state.old_session_end))
     actions += [
         store.put_new(
             {
@@ -221,49 +319,78 @@ def _write(
                     "type": "RegistrationRequest",
                     "fingerprint": request.fingerprint(),
                     "response": registration.model_dump(),
-                    "expires_at": int(now.timestamp()) + REGISTRATION_KEY_TTL_SECONDS,
+                    "expires_at": int(state.now.timestamp()) + REGISTRATION_KEY_TTL_SECONDS,
                 }
             )
         )
     try:
         store.transact(actions)
     except store.TransactionConflict as conflict:
-        return _resolve_conflict(conflict, request, idempotency_key)
-    logger.info("guest registered", extra={"user_id": user_id, "phone": phone.mask(request.phone_number)})
-    return registration, welcome
+        if idempotency_key and conflict.failed(len(actions) - 1):
+            return _replay(conflict.old_item(len(actions) - 1) or {}, request)
+        close_index = 2 if closing and e164 else None
+        if close_index is not None and conflict.failed(close_index):
+            raise _Retry(_later_end(conflict.old_item(close_index))) from conflict
+        raise _Retry() from conflict
+    logger.info(
+        "guest registered",
+        extra={"user_id": user_id, "phone": phone.mask(e164 or ""), "whatsapp": registration.whatsapp},
+    )
+    return registration
 
 
-def _unchanged_stay(known_guest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    # Two registrations of one guest racing: only the one that saw the current stay may replace it.
-    if known_guest.get("active_session_id"):
-        return "active_session_id = :seen_session", {":seen_session": known_guest["active_session_id"]}
-    return "attribute_exists(pk) AND attribute_not_exists(active_session_id)", {}
+def _point_phone_at(
+    e164: str, registration: Registration, created_at: str, lookup: dict[str, Any] | None
+) -> dict[str, Any]:
+    item = {
+        **keys.phone(e164),
+        "type": "PhoneLookup",
+        "e164": e164,
+        "user_id": registration.user_id,
+        "full_name": registration.full_name,
+        "email": registration.email,
+        "room_number": registration.room_number,
+        "checkin_date": registration.checkin_date,
+        "active_checkin_id": registration.checkin_id,
+        "active_session_id": registration.session_id,
+        "active_session_start": created_at,
+    }
+    if lookup is None:
+        return store.put_new(item)
+    # Only the registration that saw the phone's current stay may replace it.
+    if lookup.get("active_session_id"):
+        return store.put(item, "active_session_id = :seen", {":seen": lookup["active_session_id"]})
+    return store.put(item, "attribute_exists(pk) AND attribute_not_exists(active_session_id)")
 
 
-def _close_session(known_guest: dict[str, Any], now: datetime) -> dict[str, Any]:
-    started = datetime.strptime(known_guest["active_session_start"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+def _close_session(lookup: dict[str, Any], now: datetime, at_least: str | None) -> dict[str, Any]:
+    """Ends the phone's active session; never before the last message stored in it."""
+    end = max(store.iso(now), at_least or "")
+    started = datetime.strptime(lookup["active_session_start"], store.ISO_FORMAT).replace(tzinfo=UTC)
+    ended = datetime.strptime(end, store.ISO_FORMAT).replace(tzinfo=UTC)
     return store.update(
-        keys.session(known_guest["user_id"], known_guest["active_session_id"]),
-        "SET is_active = :false, #end = :end, #duration = :duration",
+        keys.session(lookup["user_id"], lookup["active_session_id"]),
+        "SET is_active = :false, #end = :end, #duration = :duration, closed_pk = :closed, closed_sk = :end",
         {
             ":false": False,
             ":true": True,
-            ":end": store.iso(now),
-            ":duration": max(int((now - started).total_seconds()), 0),
+            ":end": end,
+            ":duration": max(int((ended - started).total_seconds()), 0),
+            ":closed": keys.CLOSED_SESSIONS,
         },
-        "is_active = :true",
+        "is_active = :true AND (attribute_not_exists(last_message_at) OR last_message_at <= :end)",
         names={"#end": "end", "#duration": "duration"},
     )
 
 
-def _resolve_conflict(
-    conflict: store.TransactionConflict, request: RegistrationRequest, idempotency_key: str | None
-) -> tuple[Registration, None]:
-    if idempotency_key and conflict.failed(len(conflict.reasons) - 1):
-        earlier = conflict.old_item(len(conflict.reasons) - 1) or {}
-        if earlier.get("fingerprint") != request.fingerprint():
-            raise IdempotencyKeyReused("Idempotency-Key was already used for a different registration")
-        return Registration(**earlier["response"]), None
-    # The phone is taken (its item comes back with the cancellation), or the guest's stay changed
-    # between our read and write (no item: the next attempt reads it again).
-    raise _ReturningGuest(conflict.old_item(0) if conflict.failed(0) else None)
+def _later_end(session: dict[str, Any] | None) -> str | None:
+    # A message was stored after our clock read: the session must end no earlier than it.
+    if session and session.get("is_active") and session.get("last_message_at"):
+        return str(session["last_message_at"])
+    return None
+
+
+def _replay(earlier: dict[str, Any], request: RegistrationRequest) -> Registration:
+    if earlier.get("fingerprint") != request.fingerprint():
+        raise IdempotencyKeyReused("Idempotency-Key was already used for a different registration")
+    return Registration(**earlier["response"])

@@ -55,6 +55,8 @@ class StoredMessage:
     created_at: str
     status: str
     chat_id: str | None = None
+    # Whether its key reached the outbound queue before the row was written (see `outbox`).
+    queued: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,9 +77,9 @@ class StoredMessage:
             "chat_id": self.chat_id,
             **self.extra,
         }
-        if self.status == PENDING:
-            # Sparse index: the sweeper finds messages that never reached the queue.
-            values["outbox_pk"] = keys.PENDING_OUTBOX
+        if self.status == PENDING and not self.queued:
+            # Sparse index: the sweeper finds exactly the messages that never reached the queue.
+            values["outbox_pk"] = keys.UNQUEUED_OUTBOX
             values["outbox_sk"] = self.created_at
         return values
 
@@ -177,9 +179,14 @@ def get(key: keys.Key, consistent: bool = False) -> dict[str, Any] | None:
     return from_item(item) if item else None
 
 
+def identity(key: keys.Key) -> tuple[str, str]:
+    """An item's (pk, sk), as `get_many` indexes what it found."""
+    return key["pk"], key["sk"]
+
+
 def get_many(item_keys: Iterable[keys.Key]) -> dict[tuple[str, str], dict[str, Any]]:
     """Reads up to 100 items in one call (consistent, so a status just written is seen)."""
-    wanted = {(key["pk"], key["sk"]): key for key in item_keys}
+    wanted = {identity(key): key for key in item_keys}
     found: dict[tuple[str, str], dict[str, Any]] = {}
     request = {_table(): {"Keys": [to_item(key) for key in wanted.values()], "ConsistentRead": True}}
     while request and wanted:
@@ -222,15 +229,27 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
 
 
 def decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
+    refused = "cursor is not one this API returned"
+    # The cursors handed out are about 150 characters. Refusing longer ones before decoding bounds the work, how
+    # deeply json is asked to recurse, and the sort key's size (DynamoDB refuses keys over 1,024 bytes).
+    if len(cursor) > 512:
+        raise InvalidCursor(refused)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
-        raise InvalidCursor("cursor is not one this API returned") from error
+    except (binascii.Error, ValueError, RecursionError) as error:
+        # ValueError covers JSONDecodeError and UnicodeError (a cursor or decoded bytes that are not UTF-8).
+        raise InvalidCursor(refused) from error
     if not isinstance(plain, dict) or set(plain) != {"pk", "sk"} or plain["pk"] != partition:
-        raise InvalidCursor("cursor is not one this API returned")
-    if not isinstance(plain["sk"], str) or not plain["sk"].startswith(keys.MESSAGE_PREFIX):
-        raise InvalidCursor("cursor is not one this API returned")
+        raise InvalidCursor(refused)
+    sort_key = plain["sk"]
+    if not isinstance(sort_key, str) or not sort_key.startswith(keys.MESSAGE_PREFIX):
+        raise InvalidCursor(refused)
+    try:
+        # JSON's "\ud800" escapes decode to lone surrogates, which no DynamoDB string can hold.
+        sort_key.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidCursor(refused) from error
     return to_item(plain)
 
 
@@ -259,6 +278,9 @@ def query_pending_outbox(created_before: str, limit: int = 100) -> list[keys.Key
     return [{"pk": item["pk"]["S"], "sk": item["sk"]["S"]} for item in response.get("Items", [])]
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def iso(moment: datetime) -> str:
     """UTC timestamps with microseconds: sortable as text, which the message keys rely on."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime(ISO_FORMAT)
