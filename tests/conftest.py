@@ -45,6 +45,7 @@ def forget_cached_clients() -> None:
     """Clients and settings are cached per container; each test is a fresh container."""
     aws_clients.reset()
     config.settings.cache_clear()
+    config.conversation_settings.cache_clear()
     waha.client.cache_clear()
 
 
@@ -98,3 +99,27 @@ def concierge(
     monkeypatch.setenv("OUTBOUND_RETRY_BASE_SECONDS", "0")
     forget_cached_clients()
     return Concierge(handlers, aws, waha_sim)
+
+
+@pytest.fixture
+def shared_table(waha_sim: WahaSimulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalResources]:
+    """One table for many threads: moto's server in a thread, with DynamoDB's atomicity (devstack.moto_dynamodb)."""
+    import uuid
+
+    from moto.server import ThreadedMotoServer
+
+    from devstack import moto_dynamodb
+
+    moto_dynamodb.install()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    forget_cached_clients()
+    resources = create_resources(prefix=f"race-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("TABLE_NAME", resources.table_name)
+    monkeypatch.setenv("OUTBOUND_QUEUE_URL", resources.outbound_queue_url)
+    forget_cached_clients()
+    yield resources
+    forget_cached_clients()
+    server.stop()

@@ -6,63 +6,20 @@ functions run on 20 threads at once, as 20 Lambda instances would.
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from concierge import conversation, keys, store
+from concierge import conversation, keys
 from concierge.registration import Registration, RegistrationConflict, RegistrationRequest, register_guest
 from concierge.webhook_events import GuestMessage
-from devstack import moto_dynamodb
-from devstack.resources import LocalResources, create_resources
-from tests.conftest import forget_cached_clients
+from devstack.resources import LocalResources
+from tests.concurrency import at_once, table_items
 from tests.driver import GUEST
 
 THREADS = 20
 PHONE = "+6281234567890"
-
-
-@pytest.fixture
-def shared_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalResources]:
-    moto_dynamodb.install()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    forget_cached_clients()
-    resources = create_resources(prefix=f"race-{uuid.uuid4().hex[:8]}")
-    monkeypatch.setenv("TABLE_NAME", resources.table_name)
-    monkeypatch.setenv("OUTBOUND_QUEUE_URL", resources.outbound_queue_url)
-    forget_cached_clients()
-    yield resources
-    forget_cached_clients()
-    server.stop()
-
-
-def _items(resources: LocalResources) -> list[dict[str, Any]]:
-    pages = boto3.client("dynamodb").get_paginator("scan").paginate(TableName=resources.table_name)
-    return [store.from_item(item) for page in pages for item in page["Items"]]
-
-
-def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Runs every call on its own thread, all released together; returns results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        try:
-            return call()
-        except Exception as error:  # the test inspects what each caller would see
-            return error
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def _request(**changes: Any) -> RegistrationRequest:
@@ -89,13 +46,13 @@ def test_concurrent_registrations_of_one_phone_never_fail(
     shared_table: LocalResources, request_for: Callable[[int], RegistrationRequest]
 ) -> None:
     """Every caller gets its registration or a RegistrationConflict (409); one session stays active."""
-    results = _at_once([lambda index=index: register_guest(request_for(index)) for index in range(THREADS)])
+    results = at_once([lambda index=index: register_guest(request_for(index)) for index in range(THREADS)])
 
     unexpected = [result for result in results if not isinstance(result, Registration | RegistrationConflict)]
     assert unexpected == []
     registered = [result for result in results if isinstance(result, Registration)]
     assert registered, "at least one registration must win"
-    items = _items(shared_table)
+    items = table_items(shared_table)
     lookup = _assert_one_active_session_named_by_the_lookup(items)
     assert lookup["active_session_id"] in {result.session_id for result in registered}
     sessions = {item["session_id"]: item for item in items if item.get("type") == "ChatSession"}
@@ -130,10 +87,10 @@ def test_messages_during_re_registration_land_in_exactly_one_session_before_it_e
         else:
             calls.append(lambda index=index: conversation.receive(_guest_message(index)))
 
-    results = _at_once(calls)
+    results = at_once(calls)
 
     assert [result for result in results if isinstance(result, Exception)] == []
-    items = _items(shared_table)
+    items = table_items(shared_table)
     _assert_one_active_session_named_by_the_lookup(items)
     sessions = {item["session_id"]: item for item in items if item.get("type") == "ChatSession"}
     inbound = [item for item in items if item.get("type") == "Message" and item["role"] == "User"]

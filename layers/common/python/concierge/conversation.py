@@ -1,16 +1,17 @@
-"""A guest writing to the hotel: their message stored once with its auto-reply, and the reply queued."""
+"""A guest writing to the hotel: their message stored once, with the bot's reply when one is due, and queued."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from concierge import keys, outbox, phone, store, templates
-from concierge.config import settings
+from concierge import auto_replies, keys, outbox, phone, stays, store
+from concierge.business_hours import BusinessHours
+from concierge.config import conversation_settings, settings
 
 if TYPE_CHECKING:
     # Only for annotations: importing it would build the webhook's pydantic models in every importer.
@@ -42,17 +43,25 @@ def _resolve_phone(message: GuestMessage) -> str | None:
     return None
 
 
-def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
-    """Stores the guest's text and the auto-reply once per WAHA message, and queues the reply.
+def policy() -> auto_replies.Policy:
+    config = conversation_settings()
+    hours = BusinessHours.parse(config.business_hours, config.hotel_timezone) if config.business_hours else None
+    return auto_replies.Policy(cooldown=timedelta(minutes=config.auto_reply_cooldown_minutes), business_hours=hours)
 
-    One read of two items (the phone's lookup: guest and active session; the delivery's dedupe
-    marker: a redelivery is answered there), the reply's key queued, and one transaction whose first
-    item creates the dedupe marker, so that two copies of one delivery racing each other still store
-    once (the loser's queue record then finds no row, and the sender drops it). The reply is queued
-    before the commit so that a committed reply is always in the queue or marked for the sweeper.
-    The transaction also stamps the session's `last_message_at`, on condition that it is still
-    active: a check-in that closes it meanwhile either wins (the message goes to the new stay) or
-    must end the session no earlier than this message.
+
+def receive(message: GuestMessage, attempts: int = 4) -> Outcome:
+    """Stores the guest's message once per WAHA message, with the bot's reply when one is due, and queues it.
+
+    One read of two items (the phone's lookup: guest, active session and the bot's memory of the stay;
+    the delivery's dedupe marker: a redelivery is answered there), the reply's key queued, and one
+    transaction. Its first item creates the dedupe marker, so two copies of one delivery racing each
+    other still store once. The reply is queued before the commit so that a committed reply is always in
+    the queue or marked for the sweeper; a cancelled transaction leaves a queue record with no row, which
+    the sender drops. The transaction stamps the session's last activity (condition: still active, so a
+    check-in that closes it meanwhile either commits first, and the message goes to the new stay, or
+    must end the session no earlier than this message) and, when the bot changes its memory (a reply
+    sent, an opt-out), updates the lookup on condition that its state version is the one read: three
+    lines arriving at once on three instances still get one auto-reply.
     """
     e164 = _resolve_phone(message)
     marker_key = keys.waha_event(message.waha_session, message.waha_message_id)
@@ -63,7 +72,7 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
         return Outcome.DUPLICATE
     guest = found.get(store.identity(phone_key)) if phone_key else None
     masked = phone.mask(e164 or "")
-    if guest is None:
+    if guest is None or e164 is None:
         logger.warning("message from an unknown phone number ignored", extra={"phone": masked})
         return Outcome.UNKNOWN_GUEST
     session_id = guest.get("active_session_id")
@@ -73,6 +82,14 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
 
     now = datetime.now(UTC)
     user_id = guest["user_id"]
+    state = auto_replies.ConversationState.of(guest)
+    if attempts > 1:
+        decision = auto_replies.decide(message.text, state, policy(), now)
+    else:
+        # Other messages of this guest kept changing the bot's memory under us: the message itself
+        # must still be stored, so this last attempt stores it without a reply.
+        logger.warning("storing a guest message without a reply after repeated conflicts")
+        decision = auto_replies.Decision(None)
     inbound = store.StoredMessage(
         user_id=user_id,
         message_id=str(uuid.uuid4()),
@@ -83,53 +100,86 @@ def receive(message: GuestMessage, attempts: int = 3) -> Outcome:
         status=store.RECEIVED,
         extra={"waha_message_id": message.waha_message_id, "has_media": message.has_media},
     )
-    reply_id = str(uuid.uuid4())
-    # A microsecond later, so the reply always sorts after the message it answers.
-    reply_at = store.iso(now + timedelta(microseconds=1))
-    reply = store.StoredMessage(
-        user_id=user_id,
-        message_id=reply_id,
-        session_id=session_id,
-        role="System",
-        text=templates.auto_reply(),
-        created_at=reply_at,
-        status=store.PENDING,
-        chat_id=phone.chat_id(e164),
-        queued=outbox.enqueue(keys.message(user_id, reply_at, reply_id)),
-        extra={"kind": "auto_reply", "in_reply_to": inbound.message_id},
-    )
+    reply = _reply(decision.reply, decision.text, inbound, e164) if decision.reply and decision.text else None
     expires_at = int(now.timestamp()) + settings().webhook_event_ttl_days * 86400
+    actions = [
+        store.put_new(
+            {
+                **marker_key,
+                "type": "WahaDelivery",
+                "event": message.event,
+                "user_id": user_id,
+                "received_at": inbound.created_at,
+                "expires_at": expires_at,
+            }
+        ),
+        store.put_new(inbound.item()),
+        stays.activity(user_id, session_id, reply or inbound, guest_waiting_since=inbound.created_at),
+    ]
+    if reply is not None:
+        actions.append(store.put_new(reply.item()))
+    if decision.changes:
+        actions.append(_remember(e164, session_id, state, decision.changes))
+        if "opted_out" in decision.changes:
+            actions.append(_opt_out_on_profile(user_id, bool(decision.changes["opted_out"]), inbound.created_at))
     try:
-        store.transact(
-            [
-                store.put_new(
-                    {
-                        **marker_key,
-                        "type": "WahaDelivery",
-                        "event": message.event,
-                        "user_id": user_id,
-                        "received_at": inbound.created_at,
-                        "expires_at": expires_at,
-                    }
-                ),
-                store.put_new(inbound.item()),
-                store.put_new(reply.item()),
-                store.update(
-                    keys.session(user_id, session_id),
-                    "SET last_message_at = :at",
-                    {":at": reply.created_at, ":true": True},
-                    "is_active = :true",
-                ),
-            ]
-        )
+        store.transact(actions)
     except store.TransactionConflict as conflict:
         if conflict.failed(0):
             logger.info("repeated WAHA delivery ignored", extra={"user_id": user_id})
             return Outcome.DUPLICATE
         if attempts <= 1:
             raise
-        # A new check-in replaced the session between our read and write: store it in the new one.
-        logger.warning("the guest's session changed while the message was stored", extra={"user_id": user_id})
+        # A new check-in replaced the session, or another message changed the bot's memory, between
+        # our read and write: decide again on what is there now.
+        logger.info("the guest's stay changed while the message was stored; retrying", extra={"user_id": user_id})
         return receive(message, attempts - 1)
-    logger.info("guest message stored and reply queued", extra={"user_id": user_id, "phone": masked})
+    logger.info(
+        "guest message stored",
+        extra={"user_id": user_id, "phone": masked, "reply": decision.reply.value if decision.reply else None},
+    )
     return Outcome.STORED
+
+
+def _reply(kind: auto_replies.ReplyKind, text: str, inbound: store.StoredMessage, e164: str) -> store.StoredMessage:
+    reply_id = str(uuid.uuid4())
+    # A microsecond later, so the reply always sorts after the message it answers.
+    reply_at = store.iso(datetime.strptime(inbound.created_at, store.ISO_FORMAT) + timedelta(microseconds=1))
+    return store.StoredMessage(
+        user_id=inbound.user_id,
+        message_id=reply_id,
+        session_id=inbound.session_id,
+        role="System",
+        text=text,
+        created_at=reply_at,
+        status=store.PENDING,
+        chat_id=phone.chat_id(e164),
+        queued=outbox.enqueue(keys.message(inbound.user_id, reply_at, reply_id)),
+        extra={"kind": kind.value, "in_reply_to": inbound.message_id},
+    )
+
+
+def _remember(e164: str, session_id: str, state: auto_replies.ConversationState, changes: dict[str, Any]) -> dict:
+    """The lookup's share: the bot's new memory, only if nobody changed it since we read it."""
+    sets = ["state_version = :next"] + [f"{name} = :{name}" for name in changes]
+    values = {
+        ":next": state.version + 1,
+        ":session": session_id,
+        **{f":{name}": value for name, value in changes.items()},
+    }
+    if state.version:
+        condition = "active_session_id = :session AND state_version = :seen"
+        values[":seen"] = state.version
+    else:
+        condition = "active_session_id = :session AND attribute_not_exists(state_version)"
+    return store.update(keys.phone(e164), "SET " + ", ".join(sets), values, condition)
+
+
+def _opt_out_on_profile(user_id: str, opted_out: bool, at: str) -> dict:
+    # The choice belongs to the guest: kept on the profile too, so that it outlives this phone's lookup.
+    return store.update(
+        keys.user(user_id),
+        "SET opted_out = :opted_out, opted_out_changed_at = :at",
+        {":opted_out": opted_out, ":at": at},
+        "attribute_exists(pk)",
+    )

@@ -64,3 +64,12 @@ def messages_between(start: str, end: str) -> tuple[str, str]:
 def waha_session_status(waha_session: str) -> Key:
     # One item per WAHA session, overwritten by each newer status: the health answer reads them by key.
     return {"pk": f"WAHA_SESSION#{waha_session}", "sk": "STATUS"}
+
+
+# open_sessions index partition: every active chat session, sorted by its last activity.
+OPEN_SESSIONS = "OPEN"
+
+
+def session_ref(session_id: str) -> Key:
+    # Routes name a session by its id alone; this item says whose partition holds it.
+    return {"pk": f"SESSION#{session_id}", "sk": "REF"}

@@ -23,9 +23,9 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints, model_validator
 
-from concierge import keys, outbox, phone, store, templates
+from concierge import keys, outbox, phone, stays, store, templates
 from concierge.config import settings
 
 logger = Logger(child=True)
@@ -38,6 +38,8 @@ INVALID_PHONE_REASON = "invalid phone number"
 
 WHATSAPP_QUEUED = "queued"
 WHATSAPP_INVALID_PHONE = "invalid_phone"
+WHATSAPP_OPTED_OUT = "opted_out"
+OPTED_OUT_REASON = "guest opted out of automated messages"
 
 
 def _room_text(value: object) -> object:
@@ -54,7 +56,7 @@ def _room_text(value: object) -> object:
 def _iso_date_text(value: object) -> object:
     # Only "YYYY-MM-DD": pydantic would otherwise read numbers as Unix timestamps.
     if not isinstance(value, str) or len(value) != 10 or value[4] != "-" or value[7] != "-":
-        raise ValueError("checkin_date must be a date written YYYY-MM-DD")
+        raise ValueError("must be a date written YYYY-MM-DD")
     return value
 
 
@@ -78,6 +80,13 @@ class RegistrationRequest(BaseModel):
     checkin_date: IsoDate
     email: Annotated[EmailStr, StringConstraints(max_length=254)] | None = None
     phone_number: PhoneText
+    checkout_date: IsoDate | None = None
+
+    @model_validator(mode="after")
+    def _checkout_not_before_checkin(self) -> RegistrationRequest:
+        if self.checkout_date is not None and self.checkout_date < self.checkin_date:
+            raise ValueError("checkout_date must not be before checkin_date")
+        return self
 
     @classmethod
     def unknown_fields(cls, data: dict[str, Any]) -> list[str]:
@@ -103,6 +112,7 @@ class Registration(BaseModel):
     checkin_date: str
     email: str | None
     phone_number: str
+    checkout_date: str | None = None
     status: str = "active"
     whatsapp: str = WHATSAPP_QUEUED
 
@@ -159,13 +169,13 @@ def register_guest(request: RegistrationRequest, idempotency_key: str | None = N
         lookup = store.get(keys.phone(e164), consistent=True) if e164 else None
         if lookup is not None and _same_stay(lookup, request):
             return _repeat_of_stay(lookup, request)
+        returning = lookup is not None and same_person(lookup, request)
         user_id = (
-            lookup["user_id"]
-            if lookup is not None and same_person(lookup, request)
-            else ids.setdefault("new_user_id", str(uuid.uuid4()))
+            lookup["user_id"] if lookup is not None and returning else ids.setdefault("new_user_id", str(uuid.uuid4()))
         )
+        opted_out = bool(returning and lookup and lookup.get("opted_out"))
         welcome_key = keys.message(user_id, store.iso(now), ids["welcome_id"])
-        if e164 and welcome_key != queued_key:
+        if e164 and not opted_out and welcome_key != queued_key:
             queued, queued_key = outbox.enqueue(welcome_key), welcome_key
         state = _Attempt(now=now, lookup=lookup, old_session_end=old_session_end, ids=ids)
         try:
@@ -195,6 +205,8 @@ def _repeat_of_stay(lookup: dict[str, Any], request: RegistrationRequest) -> Reg
         checkin_date=lookup["checkin_date"],
         email=str(request.email) if request.email else lookup.get("email"),
         phone_number=lookup["e164"],
+        checkout_date=lookup.get("checkout_date"),
+        whatsapp=WHATSAPP_OPTED_OUT if lookup.get("opted_out") else WHATSAPP_QUEUED,
     )
     if (registration.full_name, registration.email) != (lookup.get("full_name"), lookup.get("email")):
         _update_profile(lookup, registration)
@@ -224,6 +236,28 @@ def _update_profile(lookup: dict[str, Any], registration: Registration) -> None:
         logger.info("profile correction skipped: the stay changed meanwhile")
 
 
+def _welcome(
+    request: RegistrationRequest, e164: str | None, user_id: str, state: _Attempt, queued: bool, opted_out: bool
+) -> store.StoredMessage:
+    status, reason = store.PENDING, None
+    if e164 is None:
+        status, reason = store.FAILED, INVALID_PHONE_REASON
+    elif opted_out:
+        status, reason = store.SKIPPED, OPTED_OUT_REASON
+    return store.StoredMessage(
+        user_id=user_id,
+        message_id=state.ids["welcome_id"],
+        session_id=state.ids["session_id"],
+        role="System",
+        text=templates.welcome(request.full_name, request.room_number),
+        created_at=store.iso(state.now),
+        status=status,
+        chat_id=phone.chat_id(e164) if e164 else None,
+        queued=queued,
+        extra={"kind": "welcome", **({"last_error": reason} if reason else {})},
+    )
+
+
 def _write(
     request: RegistrationRequest,
     idempotency_key: str | None,
@@ -235,6 +269,12 @@ def _write(
     created_at = store.iso(state.now)
     lookup = state.lookup
     returning = lookup is not None and lookup["user_id"] == user_id
+    opted_out = bool(returning and lookup and lookup.get("opted_out"))
+    whatsapp = WHATSAPP_QUEUED
+    if e164 is None:
+        whatsapp = WHATSAPP_INVALID_PHONE
+    elif opted_out:
+        whatsapp = WHATSAPP_OPTED_OUT
     registration = Registration(
         user_id=user_id,
         checkin_id=state.ids["checkin_id"],
@@ -244,20 +284,10 @@ def _write(
         checkin_date=request.checkin_date.isoformat(),
         email=str(request.email) if request.email else None,
         phone_number=e164 or request.phone_number,
-        whatsapp=WHATSAPP_QUEUED if e164 else WHATSAPP_INVALID_PHONE,
+        checkout_date=request.checkout_date.isoformat() if request.checkout_date else None,
+        whatsapp=whatsapp,
     )
-    welcome = store.StoredMessage(
-        user_id=user_id,
-        message_id=state.ids["welcome_id"],
-        session_id=registration.session_id,
-        role="System",
-        text=templates.welcome(request.full_name, request.room_number),
-        created_at=created_at,
-        status=store.PENDING if e164 else store.FAILED,
-        chat_id=phone.chat_id(e164) if e164 else None,
-        queued=queued,
-        extra={"kind": "welcome", **({} if e164 else {"last_error": INVALID_PHONE_REASON})},
-    )
+    welcome = _welcome(request, e164, user_id, state, queued, opted_out)
     profile = {
         **keys.user(user_id),
         "type": "User",
@@ -270,7 +300,7 @@ def _write(
     }
     actions: list[dict[str, Any]] = []
     if e164:
-        actions.append(_point_phone_at(e164, registration, created_at, lookup))
+        actions.append(_point_phone_at(e164, registration, created_at, lookup, opted_out))
     if returning:
         actions.append(
             store.update(
@@ -283,8 +313,16 @@ def _write(
     else:
         actions.append(store.put_new({**profile, "created_at": created_at}))
     closing = lookup is not None and bool(lookup.get("active_session_id"))
-    if closing:
-        actions.append(_close_session(lookup, state.now, state.old_session_end))
+    if closing and lookup is not None:
+        actions.append(
+            stays.close(
+                lookup["user_id"],
+                lookup["active_session_id"],
+                lookup["active_session_start"],
+                state.now,
+                state.old_session_end,
+            )
+        )
     actions += [
         store.put_new(
             {
@@ -294,19 +332,19 @@ def _write(
                 "user_id": user_id,
                 "room_number": registration.room_number,
                 "checkin_date": registration.checkin_date,
+                "checkout_date": registration.checkout_date,
                 "session_id": registration.session_id,
                 "created_at": created_at,
             }
         ),
+        store.put_new(_open_session(registration, welcome, e164, request, state.now)),
         store.put_new(
             {
-                **keys.session(user_id, registration.session_id),
-                "type": "ChatSession",
-                "session_id": registration.session_id,
+                **keys.session_ref(registration.session_id),
+                "type": "SessionRef",
                 "user_id": user_id,
-                "checkin_id": registration.checkin_id,
-                "is_active": True,
-                "start": created_at,
+                "session_id": registration.session_id,
+                "phone_e164": e164,
             }
         ),
         store.put_new(welcome.item()),
@@ -330,7 +368,7 @@ def _write(
             return _replay(conflict.old_item(len(actions) - 1) or {}, request)
         close_index = 2 if closing and e164 else None
         if close_index is not None and conflict.failed(close_index):
-            raise _Retry(_later_end(conflict.old_item(close_index))) from conflict
+            raise _Retry(stays.later_end(conflict.old_item(close_index))) from conflict
         raise _Retry() from conflict
     logger.info(
         "guest registered",
@@ -339,8 +377,35 @@ def _write(
     return registration
 
 
+def _open_session(
+    registration: Registration,
+    welcome: store.StoredMessage,
+    e164: str | None,
+    request: RegistrationRequest,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        **keys.session(registration.user_id, registration.session_id),
+        "type": "ChatSession",
+        "session_id": registration.session_id,
+        "user_id": registration.user_id,
+        "checkin_id": registration.checkin_id,
+        "is_active": True,
+        "start": welcome.created_at,
+        "last_message_at": welcome.created_at,
+        "last_message": stays.preview(welcome),
+        "guest_name": registration.full_name,
+        "room_number": registration.room_number,
+        "phone_e164": e164,
+        "checkout_date": registration.checkout_date,
+        "close_at": stays.close_at(now, request.checkout_date),
+        "open_pk": keys.OPEN_SESSIONS,
+        "open_sk": welcome.created_at,
+    }
+
+
 def _point_phone_at(
-    e164: str, registration: Registration, created_at: str, lookup: dict[str, Any] | None
+    e164: str, registration: Registration, created_at: str, lookup: dict[str, Any] | None, opted_out: bool
 ) -> dict[str, Any]:
     item = {
         **keys.phone(e164),
@@ -351,9 +416,13 @@ def _point_phone_at(
         "email": registration.email,
         "room_number": registration.room_number,
         "checkin_date": registration.checkin_date,
+        "checkout_date": registration.checkout_date,
         "active_checkin_id": registration.checkin_id,
         "active_session_id": registration.session_id,
         "active_session_start": created_at,
+        # The bot's memory starts afresh with each stay; the opt-out is the person's and carries over.
+        "opted_out": opted_out,
+        "state_version": int((lookup or {}).get("state_version", 0)) + 1,
     }
     if lookup is None:
         return store.put_new(item)
@@ -361,33 +430,6 @@ def _point_phone_at(
     if lookup.get("active_session_id"):
         return store.put(item, "active_session_id = :seen", {":seen": lookup["active_session_id"]})
     return store.put(item, "attribute_exists(pk) AND attribute_not_exists(active_session_id)")
-
-
-def _close_session(lookup: dict[str, Any], now: datetime, at_least: str | None) -> dict[str, Any]:
-    """Ends the phone's active session; never before the last message stored in it."""
-    end = max(store.iso(now), at_least or "")
-    started = datetime.strptime(lookup["active_session_start"], store.ISO_FORMAT).replace(tzinfo=UTC)
-    ended = datetime.strptime(end, store.ISO_FORMAT).replace(tzinfo=UTC)
-    return store.update(
-        keys.session(lookup["user_id"], lookup["active_session_id"]),
-        "SET is_active = :false, #end = :end, #duration = :duration, closed_pk = :closed, closed_sk = :end",
-        {
-            ":false": False,
-            ":true": True,
-            ":end": end,
-            ":duration": max(int((ended - started).total_seconds()), 0),
-            ":closed": keys.CLOSED_SESSIONS,
-        },
-        "is_active = :true AND (attribute_not_exists(last_message_at) OR last_message_at <= :end)",
-        names={"#end": "end", "#duration": "duration"},
-    )
-
-
-def _later_end(session: dict[str, Any] | None) -> str | None:
-    # A message was stored after our clock read: the session must end no earlier than it.
-    if session and session.get("is_active") and session.get("last_message_at"):
-        return str(session["last_message_at"])
-    return None
 
 
 def _replay(earlier: dict[str, Any], request: RegistrationRequest) -> Registration:

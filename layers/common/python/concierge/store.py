@@ -29,6 +29,11 @@ PENDING = "PENDING"
 SENT = "SENT"
 FAILED = "FAILED"
 RECEIVED = "RECEIVED"
+# WhatsApp's ticks after SENT (WAHA's message.ack): only ever forward.
+DELIVERED = "DELIVERED"
+READ = "READ"
+# Stored but deliberately not sent (the guest opted out of automated messages).
+SKIPPED = "SKIPPED"
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
