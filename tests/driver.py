@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +60,7 @@ class Concierge:
         event = api_event("waha_webhook", delivery, raw_body=raw_body, headers=headers)
         return self._call("WahaWebhookFunction", event)
 
-    def history(self, user_id: str, **query: str) -> tuple[int, Any]:
+    def history(self, user_id: str, /, **query: str) -> tuple[int, Any]:
         event = api_event(
             "guest_messages",
             path=f"/api/v1/guests/{user_id}/messages",
@@ -110,6 +111,95 @@ class Concierge:
     def items_of_type(self, item_type: str) -> list[dict[str, Any]]:
         return [item for item in self.items() if item.get("type") == item_type]
 
+    def erase(self, user_id: str, *, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """DELETE /api/v1/guests/{user_id}."""
+        event = api_event(
+            "erase_guest", path=f"/api/v1/guests/{user_id}", path_parameters={"user_id": user_id}, headers=headers
+        )
+        return self._call("EraseGuestFunction", event)
+
+    def expire_closed_stays(self, timeout_seconds: float = 300) -> dict[str, Any]:
+        """One run of the scheduled retention job, as EventBridge Scheduler would start it."""
+        from tests.lambda_events import sample
+
+        handler = self.handlers["ExpireClosedStaysFunction"]
+        return handler(sample("expire_closed_stays"), lambda_context("ExpireClosedStaysFunction", timeout_seconds))
+
+    def health(self, *, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """GET /api/v1/health."""
+        return self._call("HealthFunction", api_event("health", headers=headers))
+
+    def _conversations(
+        self, method: str, resource: str, path: str, parameters: dict[str, str], body: Any = None, **query: str
+    ) -> tuple[int, Any]:
+        event = api_event("conversations", body, path=path, path_parameters=parameters or None, query=query)
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+        event["resource"] = event["requestContext"]["resourcePath"] = resource
+        return self._call("ConversationsFunction", event)
+
+    def sessions(self, **query: str) -> tuple[int, Any]:
+        """GET /api/v1/sessions (status=open|waiting, limit, cursor)."""
+        return self._conversations("GET", "/api/v1/sessions", "/api/v1/sessions", {}, **query)
+
+    def staff_reply(self, session_id: str, text: Any = "We are on it.", author: str | None = None) -> tuple[int, Any]:
+        """POST /api/v1/sessions/{session_id}/messages."""
+        body = {"text": text} if author is None else {"text": text, "author": author}
+        return self._conversations(
+            "POST",
+            "/api/v1/sessions/{session_id}/messages",
+            f"/api/v1/sessions/{session_id}/messages",
+            {"session_id": session_id},
+            body,
+        )
+
+    def resolve(self, session_id: str) -> tuple[int, Any]:
+        """POST /api/v1/sessions/{session_id}/resolve."""
+        return self._conversations(
+            "POST",
+            "/api/v1/sessions/{session_id}/resolve",
+            f"/api/v1/sessions/{session_id}/resolve",
+            {"session_id": session_id},
+            {},
+        )
+
+    def checkout(self, user_id: str) -> tuple[int, Any]:
+        """POST /api/v1/guests/{user_id}/checkout."""
+        return self._conversations(
+            "POST",
+            "/api/v1/guests/{user_id}/checkout",
+            f"/api/v1/guests/{user_id}/checkout",
+            {"user_id": user_id},
+            {},
+        )
+
+    def close_stays(self) -> dict[str, Any]:
+        """One run of the scheduled closing of stays past their close_at."""
+        from tests.lambda_events import sample
+
+        return self.handlers["CloseStaysFunction"](sample("close_stays"), lambda_context("CloseStaysFunction"))
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
+
+
+def waha_session_status(
+    status: str = "WORKING", *, session: str = "default", timestamp_ms: int | None = None
+) -> dict[str, Any]:
+    """A WAHA `session.status` delivery as WAHA's docs shape it; the event time defaults to now (ms)."""
+    now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    return {
+        "id": f"evt_{now_ms:026d}",
+        "timestamp": now_ms,
+        "event": "session.status",
+        "session": session,
+        "me": {"id": HOTEL_CHAT_ID, "pushName": "Hotel"},
+        "payload": {
+            "name": session,
+            "status": status,
+            "statuses": [{"status": status, "timestamp": now_ms}],
+            "data": None,
+        },
+        "engine": "WEBJS",
+        "environment": {"version": "2025.1.1", "engine": "WEBJS", "tier": "CORE"},
+    }

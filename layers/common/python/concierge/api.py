@@ -108,3 +108,31 @@ def parse(model: type[Model], data: dict[str, Any], status: int = 422) -> Model:
         details = field_errors(error)
         fields = ", ".join(sorted({detail["field"] for detail in details}))
         raise ApiError(status, "validation_error", f"invalid fields: {fields}", details) from error
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+def page_size(raw: str | None) -> int:
+    """A `limit` query parameter: 1 to 100, 50 when absent; anything else is a 400."""
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    # ASCII digits only: str.isdigit() also passes "²" and other digits that int() refuses or reads
+    # differently. The length bound keeps int() away from its limit on very long digit strings.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ApiError(
+            400, "bad_request", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}", [{"field": "limit"}]
+        )
+    return int(raw)
+
+
+def uuid_parameter(value: str, not_found: str) -> str:
+    """A path id that must be one of our UUIDs; anything else cannot name a stored item, so it is a 404."""
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError as error:
+        raise ApiError(404, "not_found", not_found) from error
+    return value

@@ -16,16 +16,22 @@ def page(user_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, A
     items, next_cursor = store.query_messages(user_id, limit, cursor)
     if not items and cursor is None and store.get(keys.user(user_id)) is None:
         raise UnknownUser(user_id)
-    messages = [
-        {
-            "id": item["message_id"],
-            "session_id": item["session_id"],
-            "role": item["role"],
-            "text": item["text"],
-            "created_at": item["created_at"],
-            "status": item["status"],
-            **({"error": item["last_error"]} if item.get("last_error") else {}),
-        }
-        for item in items
-    ]
+    messages = [message_view(item) for item in items]
     return messages, next_cursor
+
+
+def message_view(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as the API shows it: the history, and a staff reply's answer."""
+    view = {
+        "id": item["message_id"],
+        "session_id": item["session_id"],
+        "role": item["role"],
+        "text": item["text"],
+        "created_at": item["created_at"],
+        "status": item["status"],
+    }
+    if item.get("author"):
+        view["author"] = item["author"]
+    if item.get("last_error"):
+        view["error"] = item["last_error"]
+    return view

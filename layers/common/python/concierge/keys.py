@@ -19,8 +19,11 @@ def checkin(user_id: str, checkin_id: str) -> Key:
     return {"pk": f"USER#{user_id}", "sk": f"CHECKIN#{checkin_id}"}
 
 
+SESSION_PREFIX = "SESSION#"
+
+
 def session(user_id: str, session_id: str) -> Key:
-    return {"pk": f"USER#{user_id}", "sk": f"SESSION#{session_id}"}
+    return {"pk": f"USER#{user_id}", "sk": f"{SESSION_PREFIX}{session_id}"}
 
 
 MESSAGE_PREFIX = "MSG#"
@@ -73,3 +76,8 @@ OPEN_SESSIONS = "OPEN"
 def session_ref(session_id: str) -> Key:
     # Routes name a session by its id alone; this item says whose partition holds it.
     return {"pk": f"SESSION#{session_id}", "sk": "REF"}
+
+
+def outbound_waha_id(message_id: str) -> str:
+    """The id we ask WAHA to give an outbound message (and the waha_ids index key): stable across retries."""
+    return message_id.replace("-", "").upper()

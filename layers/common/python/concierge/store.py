@@ -82,6 +82,9 @@ class StoredMessage:
             "chat_id": self.chat_id,
             **self.extra,
         }
+        if self.chat_id and self.role != "User" and "waha_message_id" not in self.extra:
+            # Acks (and our own echoes) name the message by this id; the sender keeps it true.
+            values["waha_id"] = keys.outbound_waha_id(self.message_id)
         if self.status == PENDING and not self.queued:
             # Sparse index: the sweeper finds exactly the messages that never reached the queue.
             values["outbox_pk"] = keys.UNQUEUED_OUTBOX
@@ -233,28 +236,44 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
-    refused = "cursor is not one this API returned"
-    # The cursors handed out are about 150 characters. Refusing longer ones before decoding bounds the work, how
-    # deeply json is asked to recurse, and the sort key's size (DynamoDB refuses keys over 1,024 bytes).
-    if len(cursor) > 512:
-        raise InvalidCursor(refused)
+_REFUSED_CURSOR = "cursor is not one this API returned"
+# The cursors handed out are at most about 300 characters. Refusing longer ones before decoding bounds the
+# work, how deeply json is asked to recurse, and the keys' size (DynamoDB refuses keys over 1,024 bytes).
+MAX_CURSOR_LENGTH = 512
+
+
+def _decode_plain(cursor: str, names: set[str]) -> dict[str, str]:
+    """A cursor's key attributes, all strings and exactly `names`; InvalidCursor for anything else."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor(_REFUSED_CURSOR)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, RecursionError) as error:
         # ValueError covers JSONDecodeError and UnicodeError (a cursor or decoded bytes that are not UTF-8).
-        raise InvalidCursor(refused) from error
-    if not isinstance(plain, dict) or set(plain) != {"pk", "sk"} or plain["pk"] != partition:
-        raise InvalidCursor(refused)
-    sort_key = plain["sk"]
-    if not isinstance(sort_key, str) or not sort_key.startswith(keys.MESSAGE_PREFIX):
-        raise InvalidCursor(refused)
+        raise InvalidCursor(_REFUSED_CURSOR) from error
+    if not isinstance(plain, dict) or set(plain) != names or not all(isinstance(v, str) for v in plain.values()):
+        raise InvalidCursor(_REFUSED_CURSOR)
     try:
         # JSON's "\ud800" escapes decode to lone surrogates, which no DynamoDB string can hold.
-        sort_key.encode()
+        for value in plain.values():
+            value.encode()
     except UnicodeEncodeError as error:
-        raise InvalidCursor(refused) from error
+        raise InvalidCursor(_REFUSED_CURSOR) from error
+    return plain
+
+
+def decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
+    plain = _decode_plain(cursor, {"pk", "sk"})
+    if plain["pk"] != partition or not plain["sk"].startswith(keys.MESSAGE_PREFIX):
+        raise InvalidCursor(_REFUSED_CURSOR)
+    return to_item(plain)
+
+
+def decode_open_sessions_cursor(cursor: str) -> dict[str, Any]:
+    plain = _decode_plain(cursor, {"pk", "sk", "open_pk", "open_sk"})
+    if plain["open_pk"] != keys.OPEN_SESSIONS or not plain["sk"].startswith(keys.SESSION_PREFIX):
+        raise InvalidCursor(_REFUSED_CURSOR)
     return to_item(plain)
 
 
@@ -270,6 +289,61 @@ def query_messages(user_id: str, limit: int, cursor: str | None) -> tuple[list[d
         request["ExclusiveStartKey"] = decode_cursor(cursor, partition)
     response = aws_clients.dynamodb().query(**request)
     return [from_item(item) for item in response.get("Items", [])], encode_cursor(response.get("LastEvaluatedKey"))
+
+
+def query_sessions(user_id: str) -> list[dict[str, Any]]:
+    """Every chat session of a guest (a handful: one per stay)."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :session)",
+        "ExpressionAttributeValues": to_item({":pk": keys.user_partition(user_id), ":session": keys.SESSION_PREFIX}),
+        "ConsistentRead": True,
+    }
+    sessions: list[dict[str, Any]] = []
+    while True:
+        response = aws_clients.dynamodb().query(**request)
+        sessions += [from_item(item) for item in response.get("Items", [])]
+        if not response.get("LastEvaluatedKey"):
+            return sessions
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def query_open_sessions(
+    limit: int, cursor: str | None, waiting_only: bool = False
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Open sessions, most recent activity first, from the sparse open_sessions index."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": "open_sessions",
+        "KeyConditionExpression": "open_pk = :open",
+        "ExpressionAttributeValues": to_item({":open": keys.OPEN_SESSIONS}),
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if waiting_only:
+        request["FilterExpression"] = "attribute_exists(waiting_since)"
+    if cursor:
+        request["ExclusiveStartKey"] = decode_open_sessions_cursor(cursor)
+    response = aws_clients.dynamodb().query(**request)
+    return [from_item(item) for item in response.get("Items", [])], encode_cursor(response.get("LastEvaluatedKey"))
+
+
+def query_sessions_due(now: str) -> list[dict[str, Any]]:
+    """Open sessions whose close_at has passed: one Query on the open_sessions index, every page."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": "open_sessions",
+        "KeyConditionExpression": "open_pk = :open",
+        "FilterExpression": "close_at <= :now",
+        "ExpressionAttributeValues": to_item({":open": keys.OPEN_SESSIONS, ":now": now}),
+    }
+    due: list[dict[str, Any]] = []
+    while True:
+        response = aws_clients.dynamodb().query(**request)
+        due += [from_item(item) for item in response.get("Items", [])]
+        if not response.get("LastEvaluatedKey"):
+            return due
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def query_pending_outbox(created_before: str, limit: int = 100) -> list[keys.Key]:

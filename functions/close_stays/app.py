@@ -1,0 +1,17 @@
+"""Scheduled: closes the stays whose close_at has passed (checkout date + grace, or the longest stay), no farewell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from concierge import staff
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    return {"closed": staff.close_due_sessions()}
