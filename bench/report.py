@@ -512,8 +512,9 @@ def _throughput_section(results: dict[str, Any]) -> list[str]:
                 ]
             ],
         ),
-        "The sender sends a batch's messages one after another (a BatchGetItem, then per message a sendText and an "
-        f"UpdateItem), so a batch of {tput['batch_size']} takes at least {_ms(tput['waha_floor_batch_ms'])} of WAHA "
+        "The sender sends a batch's messages one after another (a BatchGetItem, then per message an UpdateItem that "
+        "claims it, a sendText and an UpdateItem with the outcome), "
+        f"so a batch of {tput['batch_size']} takes at least {_ms(tput['waha_floor_batch_ms'])} of WAHA "
         f"time alone: one sender cannot pass {tput['ceiling_per_sender']:.0f} messages/s whatever AWS does, and "
         f"the measured {tput['messages_per_second']:.1f} is that ceiling less the DynamoDB and queue round trips. "
         "The template caps the event source at 5 concurrent senders (MaximumConcurrency): if WAHA (one WhatsApp "

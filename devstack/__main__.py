@@ -13,9 +13,11 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
+from devstack import run_state
 from devstack.api import route_for
 from devstack.stack import LocalStack, PortInUse, StackConfig
 from devstack.template import REPO_ROOT
@@ -36,7 +38,8 @@ _INBOUND_BODY = {"phone": "081234567890", "text": "Hello"}
 def _webhook_body(session: str) -> dict[str, object]:
     return {
         "id": "test-id",
-        "timestamp": 1700000000,
+        # The event's time in milliseconds: the webhook refuses events older than WEBHOOK_MAX_AGE_HOURS as stale.
+        "timestamp": int(time.time() * 1000),
         "session": session,
         "event": "message",
         "payload": {
@@ -124,9 +127,28 @@ def usage(stack: LocalStack) -> str:
         "3. Read the conversation (USER_ID: the user_id step 1 returned):",
         f'  curl {key_header} "{api}{history}"',
         "",
+        "In another terminal, `make demo` runs the guide's two tests against this stack, and",
+        "`.venv/bin/python -m devstack.invoke <Function> events/<name>.json` feeds a sample event to one of",
+        "its functions (as `sam local invoke -e` does, without Docker).",
+        "",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def state_of(stack: LocalStack) -> run_state.RunState:
+    assert stack.api_url and stack.webhook_url and stack.waha_url and stack.aws_endpoint
+    return run_state.RunState(
+        pid=os.getpid(),
+        api_url=stack.api_url,
+        webhook_url=stack.webhook_url,
+        waha_url=stack.waha_url,
+        simulator=stack.simulator is not None,
+        aws_endpoint=stack.aws_endpoint,
+        aws_region=stack.config.aws_region,
+        api_key=stack.config.api_key,
+        function_environment=dict(stack.function_environment),
+    )
 
 
 def main() -> int:
@@ -144,18 +166,26 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    stack = LocalStack(StackConfig.from_env())
+    try:
+        config = StackConfig.from_env()
+    except ValueError as error:
+        print(f"Cannot start the local stack: {error}", file=sys.stderr)
+        return 1
+    stack = LocalStack(config)
     try:
         try:
             stack.start()
         except (PortInUse, OSError) as error:
             print(f"Cannot start the local stack: {error}", file=sys.stderr)
             return 1
+        # For `make demo` and `python -m devstack.invoke`, so that they need not be told the ports again.
+        run_state.write(state_of(stack))
         print(usage(stack), flush=True)
         # A timed wait, so the main thread wakes to run the signal handlers promptly.
         while not stop_requested.wait(0.5):
             pass
     finally:
+        run_state.remove(os.getpid())
         stack.stop()
     return 0
 

@@ -2,7 +2,9 @@
 
 The event a handler receives is built by SAM CLI's own code (the one behind `sam local start-api`), so the
 handlers see here what they see there; on top of it this adds what `sam local` leaves out and the deployed
-API does: API keys on routes with `ApiKeyRequired`, and a fresh request id per request.
+API does: API keys on routes with `ApiKeyRequired`, a fresh request id per request, a body that is not UTF-8 text
+handed over base64-encoded, API Gateway's own answers shaped by the template's `GatewayResponses`, and (when
+asked) the throttling of the stage's `MethodSettings` and the usage plan.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -18,18 +21,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, make_response, request
+from flask import Flask, Response, request
 from samcli.local.apigw.event_constructor import construct_v1_event
 from samcli.local.apigw.exceptions import LambdaResponseParseException
 from samcli.local.apigw.local_apigw_service import CatchAllPathConverter, LocalApigwService
 from samcli.local.apigw.path_converter import PathConverter
 from samcli.local.apigw.route import Route
-from samcli.local.apigw.service_error_responses import ServiceErrorResponses
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from devstack import gateway_responses
 from devstack.functions import Handler, invoke
+from devstack.gateway_responses import GatewayResponses
 from devstack.lambda_context import LambdaContext
 from devstack.template import FunctionSpec, functions, load_template
+from devstack.throttling import Throttles
 
 LOG = logging.getLogger(__name__)
 
@@ -39,6 +45,10 @@ _IMPLICIT_STAGE_NAME = "Prod"
 # Lambda's defaults, for a handler registered under a name the template does not have.
 _DEFAULT_TIMEOUT_SECONDS = 3
 _DEFAULT_MEMORY_MB = 128
+# API Gateway refuses request bodies over 10 MB (413) before any integration runs.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# Binary media types that match every request: the body reaches the handler base64-encoded.
+_ANY_MEDIA_TYPE = "*/*"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class ApiRoute:
     stage_name: str
     binary_media_types: tuple[str, ...] = ()
     stage_variables: Mapping[str, str] | None = None
+    api_id: str = _IMPLICIT_API_ID
 
     @property
     def flask_path(self) -> str:
@@ -99,6 +110,7 @@ def api_routes(template: Mapping[str, Any] | None = None) -> list[ApiRoute]:
                         media_type.replace("~1", "/") for media_type in api_properties.get("BinaryMediaTypes", [])
                     ),
                     stage_variables=api_properties.get("Variables"),
+                    api_id=api_id,
                 )
             )
     return routes
@@ -122,17 +134,29 @@ class _Http11RequestHandler(WSGIRequestHandler):
         LOG.info('%s "%s" %s', self.address_string(), self.requestline, code)
 
 
-def _forbidden() -> Response:
-    # API Gateway's own answer to a missing or wrong API key.
-    return make_response(jsonify({"message": "Forbidden"}), 403)
+def _api_properties(template: Mapping[str, Any], api_id: str) -> Mapping[str, Any]:
+    return template["Resources"].get(api_id, {}).get("Properties", {})
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class LocalApi:
     """Serves the template's Api routes on host:port from a background thread, invoking handlers in-process.
 
-    `handlers` maps logical ids to handlers and is read on every request, so a caller may fill it after start()
-    (the stack does: the handlers' environment needs this API's URL). A route whose function has no handler
-    answers 502, as API Gateway does when its integration cannot be invoked."""
+    `handlers` maps logical ids to handlers and is read on every request. bind() reserves the port (and so fixes
+    the URL) without accepting connections; start() opens it. The stack binds first, because the handlers'
+    environment needs this API's URL, and opens the port last, once every handler is loaded: a client that gets a
+    connection gets an answer from its function. A route whose function has no handler answers 502, as API
+    Gateway does when its integration cannot be invoked.
+
+    With `throttling`, requests over the stage's MethodSettings limits or the usage plan's per-key throttle are
+    answered 429, as deployed."""
 
     def __init__(
         self,
@@ -141,6 +165,8 @@ class LocalApi:
         port: int = 0,
         api_key: str | None = None,
         template: Mapping[str, Any] | None = None,
+        *,
+        throttling: bool = False,
     ) -> None:
         self._handlers = handlers
         self._host = host
@@ -150,7 +176,15 @@ class LocalApi:
         self._routes = api_routes(template)
         self._specs: dict[str, FunctionSpec] = functions(template)
         self._by_endpoint = {(route.flask_path, method): route for route in self._routes for method in route.methods}
+        api_ids = {route.api_id for route in self._routes}
+        self._responses = {api_id: GatewayResponses.of_api(_api_properties(template, api_id)) for api_id in api_ids}
+        # A request that matches no route belongs to no API; with one API (ours) it is that API's answer.
+        self._unrouted_responses = self._responses[next(iter(api_ids))] if len(api_ids) == 1 else GatewayResponses()
+        self._throttles = (
+            {api_id: Throttles.of_api(_api_properties(template, api_id)) for api_id in api_ids} if throttling else {}
+        )
         self._app = self._create_app()
+        self._socket: socket.socket | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -160,9 +194,11 @@ class LocalApi:
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("LocalApi is not started")
-        return self._server.server_port
+        if self._server is not None:
+            return self._server.server_address[1]
+        if self._socket is not None:
+            return self._socket.getsockname()[1]
+        raise RuntimeError("LocalApi is not bound")
 
     @property
     def url(self) -> str:
@@ -185,18 +221,69 @@ class LocalApi:
                 methods=list(route.methods),
                 provide_automatic_options=False,
             )
-        # API Gateway REST answers both an unknown path and a known path's unknown method with 403.
-        app.register_error_handler(404, ServiceErrorResponses.route_not_found)
-        app.register_error_handler(405, ServiceErrorResponses.route_not_found)
+        app.config["MAX_CONTENT_LENGTH"] = MAX_PAYLOAD_BYTES
+        app.register_error_handler(HTTPException, self._http_error)
+        app.register_error_handler(Exception, self._local_api_error)
         return app
 
+    def _gateway_answer(
+        self, response_type: str, responses: GatewayResponses | None = None, status: int | None = None
+    ) -> Response:
+        answer = (responses or self._unrouted_responses).answer(response_type, status=status)
+        return Response(answer.body, status=answer.status, headers=answer.headers)
+
+    def _http_error(self, error: HTTPException) -> Response:
+        # API Gateway REST answers an unknown path and a known path's unknown method alike: no such route.
+        if error.code in (404, 405):
+            return self._gateway_answer(gateway_responses.MISSING_AUTHENTICATION_TOKEN)
+        if error.code == 413:
+            return self._gateway_answer(gateway_responses.REQUEST_TOO_LARGE)
+        # Anything else werkzeug refuses before routing (a malformed request): the 4xx it chose, in the API's format.
+        status = error.code or 400
+        kind = gateway_responses.BAD_REQUEST if status < 500 else gateway_responses.INTEGRATION_ERROR
+        return self._gateway_answer(kind, status=status)
+
+    def _local_api_error(self, error: Exception) -> Response:
+        LOG.exception("The local API failed on %s %s", request.method, request.path)
+        return self._gateway_answer(gateway_responses.INTEGRATION_ERROR, status=500)
+
+    def bind(self) -> str:
+        """Reserves host:port without accepting connections yet (they are refused until start()); returns the
+        base URL. Port 0 picks a free port."""
+        if self._socket is not None or self._server is not None:
+            raise RuntimeError("LocalApi is already bound")
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        bound = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            # As werkzeug binds: a port left in TIME_WAIT by an earlier run is free.
+            bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bound.bind((self._host, self._requested_port))
+        except BaseException:
+            bound.close()
+            raise
+        self._socket = bound
+        return self.url
+
     def start(self) -> str:
-        """Binds and starts serving; returns the base URL. Port 0 picks a free port."""
+        """Opens the port (binding it first if bind() was not called) and starts serving; returns the base URL."""
         if self._server is not None:
             raise RuntimeError("LocalApi is already started")
+        if self._socket is None:
+            self.bind()
+        assert self._socket is not None
+        # werkzeug serves a socket it is given without binding it again; listen() is what opens the port.
         self._server = make_server(
-            self._host, self._requested_port, self._app, threaded=True, request_handler=_Http11RequestHandler
+            self._host,
+            self.port,
+            self._app,
+            threaded=True,
+            request_handler=_Http11RequestHandler,
+            fd=self._socket.fileno(),
         )
+        self._server.socket.listen(128)
+        # The server holds its own duplicate of the descriptor.
+        self._socket.close()
+        self._socket = None
         self._thread = threading.Thread(
             # A short poll interval: stop() waits for the serve loop to notice, and tests stop many servers.
             target=self._server.serve_forever,
@@ -209,6 +296,9 @@ class LocalApi:
         return self.url
 
     def stop(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         if self._server is None:
             return
         self._server.shutdown()
@@ -233,10 +323,15 @@ class LocalApi:
         return sent is not None and hmac.compare_digest(sent.encode(), self._api_key.encode())
 
     def _build_event(self, route: ApiRoute) -> dict[str, Any]:
+        binary_media_types = list(route.binary_media_types)
+        if not _is_utf8(request.get_data(cache=True)):
+            # A Lambda event is JSON, which cannot carry bytes that are not text: API Gateway hands such a body
+            # over base64-encoded with isBase64Encoded, as for a binary media type (sam local answers 500 here).
+            binary_media_types.append(_ANY_MEDIA_TYPE)
         event = construct_v1_event(
             request,
             self.port,
-            list(route.binary_media_types),
+            binary_media_types,
             stage_name=route.stage_name,
             stage_variables=dict(route.stage_variables) if route.stage_variables else None,
             operation_name=None,
@@ -266,19 +361,25 @@ class LocalApi:
     def _handle(self, **_path_parameters: str) -> Response:
         # Path parameters reach the event through request.view_args inside construct_v1_event.
         route = self._by_endpoint[(request.endpoint, request.method)]
+        responses = self._responses[route.api_id]
         if route.api_key_required and not self._api_key_accepted():
-            return _forbidden()
+            return self._gateway_answer(gateway_responses.INVALID_API_KEY, responses)
+        throttles = self._throttles.get(route.api_id)
+        if throttles is not None and not throttles.admit(
+            route.path, request.method, self._api_key if route.api_key_required else None
+        ):
+            return self._gateway_answer(gateway_responses.THROTTLED, responses)
         handler = self._handlers.get(route.function_id)
         if handler is None:
             LOG.error("No handler loaded for %s (%s %s)", route.function_id, request.method, route.path)
-            return ServiceErrorResponses.lambda_not_found_response()
+            return self._gateway_answer(gateway_responses.INTEGRATION_ERROR, responses)
         event = self._build_event(route)
         try:
             result = invoke(handler, event, self._context(route.function_id))
         except Exception:
             # A raising, timed-out or unserialisable invoke is a failed integration: API Gateway answers 502.
             LOG.exception("%s failed for %s %s", route.function_id, request.method, request.path)
-            return ServiceErrorResponses.lambda_failure_response()
+            return self._gateway_answer(gateway_responses.INTEGRATION_ERROR, responses)
         try:
             status, headers, body = LocalApigwService._parse_v1_payload_format_lambda_output(
                 json.dumps(result), list(route.binary_media_types), request, Route.API
@@ -286,5 +387,5 @@ class LocalApi:
         except LambdaResponseParseException:
             # API Gateway answers a malformed proxy response with a 502, and says why only in its logs.
             LOG.exception("%s returned a malformed proxy response: %r", route.function_id, result)
-            return ServiceErrorResponses.lambda_failure_response()
+            return self._gateway_answer(gateway_responses.INTEGRATION_ERROR, responses)
         return LocalApigwService.service_response(body, headers, status)

@@ -7,9 +7,10 @@ Then it waits (about ten seconds at most) until the history API shows the welcom
 prints the stored conversation and what the simulated WAHA sent. With WAHA_HOST set (a real WAHA, no
 simulator) step 2 is skipped: a real guest has to write from their phone.
 
-The URLs come from the same settings as `make run` (environment, then `.env`): API_PORT, WAHA_SIM_PORT,
-API_KEY; `--api`, `--waha` and `--api-key` override them. Exit status 1 when the stack is not running or a
-step does not do what the guide expects.
+The URLs and the API key are those of the running `make run`, which writes them to a state file
+(devstack/run_state.py); without one, they come from the same settings as `make run` (environment, then `.env`):
+API_PORT, WAHA_SIM_PORT, API_KEY. `--api`, `--waha` and `--api-key` override both. Exit status 1 when the stack is
+not running or a step does not do what the guide expects.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import urllib3
 
+from devstack import run_state
 from devstack.__main__ import _REGISTER_BODY, load_env_file
 from devstack.stack import StackConfig
 
@@ -211,25 +213,52 @@ def _client_host(host: str) -> str:
     return "127.0.0.1" if host in _ANY_ADDRESS else host
 
 
-def _parse_arguments(argv: Sequence[str] | None, config: StackConfig) -> argparse.Namespace:
+def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.demo", description="Run the hotel guide's two manual tests against `make run`."
     )
-    parser.add_argument("--api", default=f"http://{_client_host(config.api_host)}:{config.api_port}")
-    parser.add_argument("--waha", help="the WAHA simulator's URL (default: WAHA_SIM_PORT on this machine)")
-    parser.add_argument("--api-key", default=config.api_key)
+    parser.add_argument("--api", help="the local API's URL (default: the running `make run`'s)")
+    parser.add_argument("--waha", help="the WAHA simulator's URL (default: the running `make run`'s)")
+    parser.add_argument("--api-key", help="the x-api-key to send (default: the running `make run`'s)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS, help="seconds to wait for SENT")
     return parser.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where the demo talks to, and whether WAHA there is the simulator (which can play the guest)."""
+
+    api_url: str
+    waha_url: str
+    api_key: str | None
+    simulator: bool
+
+
+def target(arguments: argparse.Namespace, state: run_state.RunState | None, config: StackConfig) -> Target:
+    """The command line first, then the running stack's state file, then the settings `make run` would read."""
+    if state is not None:
+        api_url, waha_url, api_key, simulator = state.api_url, state.waha_url, state.api_key, state.simulator
+    else:
+        api_url = f"http://{_client_host(config.api_host)}:{config.api_port}"
+        # WAHA_HOST means a real WAHA, as it does for `make run`.
+        simulator = config.waha_host is None
+        waha_url = config.waha_host or f"http://127.0.0.1:{config.waha_sim_port}"
+        api_key = config.api_key
+    return Target(
+        api_url=arguments.api or api_url,
+        waha_url=arguments.waha or waha_url,
+        api_key=arguments.api_key or api_key,
+        # An explicit --waha names a simulator.
+        simulator=arguments.waha is not None or simulator,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     load_env_file()
-    config = StackConfig.from_env()
-    arguments = _parse_arguments(argv, config)
-    # An explicit --waha names a simulator; otherwise WAHA_HOST means a real WAHA, as it does for `make run`.
-    simulator = arguments.waha is not None or config.waha_host is None
-    waha_url = arguments.waha or config.waha_host or f"http://127.0.0.1:{config.waha_sim_port}"
-    client = Client(arguments.api, waha_url, arguments.api_key)
+    arguments = _parse_arguments(argv)
+    chosen = target(arguments, run_state.read(), StackConfig.from_env())
+    simulator = chosen.simulator
+    client = Client(chosen.api_url, chosen.waha_url, chosen.api_key)
     try:
         # Both checked before anything is written, so a half-started stack does not leave a stray guest.
         client.request("GET", client.api_url + "/")

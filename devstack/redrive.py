@@ -6,8 +6,8 @@ again, moving the records back makes the sender try each one again from a fresh 
 SQS has a native way to do this, StartMessageMoveTask (the console's "Start DLQ redrive"), but moto does not
 implement it, so this receives from the dead-letter queue, sends the bodies to the outbound queue and deletes a
 record only after its send succeeded; the same code then serves the local stack and a deployed one. A crash
-between send and delete can leave a record in both queues: harmless, because the sender skips messages already
-SENT and WAHA dedupes a retried send by its pre-generated id.
+between send and delete can leave a record in both queues: harmless, because the sender claims a message before
+it sends it and skips one already SENT, so two records of one message send it once.
 
 Where the queues are:
   local stack (default): AWS_ENDPOINT_URL, else http://127.0.0.1:{MOTO_PORT or 5000}, and the queues devstack

@@ -55,6 +55,17 @@ def _env_int(environ: Mapping[str, str], name: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def _env_flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _env_str(environ, name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "on", "yes"}:
+        return True
+    if value.lower() in {"0", "false", "off", "no"}:
+        return False
+    raise ValueError(f"{name} must be on or off (1/0, true/false), not {value!r}")
+
+
 def _env_port(environ: Mapping[str, str], name: str, default: int) -> int:
     value = _env_int(environ, name)
     return default if value is None else value
@@ -85,6 +96,9 @@ class StackConfig:
     # The template's 60 s visibility and 5 receives make a retry test slow; tests shorten them here.
     visibility_timeout_override: int | None = None
     redrive_max_receive_override: int | None = None
+    # The stage's and usage plan's throttling, as deployed (429 past the limits). Off for tests that push load
+    # through the local API on purpose; `make run` turns it on unless API_THROTTLING says otherwise.
+    api_throttling: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
@@ -108,6 +122,7 @@ class StackConfig:
             resource_prefix=_env_str(env, "RESOURCE_PREFIX") or defaults.resource_prefix,
             visibility_timeout_override=_env_int(env, "VISIBILITY_TIMEOUT_OVERRIDE"),
             redrive_max_receive_override=_env_int(env, "REDRIVE_MAX_RECEIVE_OVERRIDE"),
+            api_throttling=_env_flag(env, "API_THROTTLING", default=True),
         )
 
 
@@ -184,7 +199,8 @@ class TemplateEnvironment:
                 value = parameter_default(name, dict(self.template))
             if value is None:
                 raise _Unresolvable(f"parameter {name} has no local value")
-            return value
+            # A Number parameter's default reads from YAML as a number; CloudFormation hands every Ref a string.
+            return str(value)
         resource_type = self._resource_types.get(name)
         if resource_type == "AWS::DynamoDB::Table":
             return self.resources.table_name
@@ -353,6 +369,8 @@ class LocalStack:
         self.waha_url: str | None = None
         self.simulator: Any = None
         self.pollers: list[QueuePoller] = []
+        # What the template's Environment blocks resolve to here (secrets are set apart, see below).
+        self.function_environment: dict[str, str] = {}
         self._moto: Any = None
         self._env = EnvironmentPatch()
         self._session: boto3.Session | None = None
@@ -371,8 +389,12 @@ class LocalStack:
             ensure_port_free("127.0.0.1", self.config.waha_sim_port, "WAHA_SIM_PORT")
         try:
             self._start_aws()
-            self._start_api()
+            # The API's port is reserved first (the simulator and the handlers need its URL) but opened last,
+            # when every handler is loaded and WAHA answers: the first request a client gets through is served.
+            self._bind_api()
             self._start_waha()
+            if self.simulator is not None:
+                _wait_until_answers(f"{self.waha_url}/")
             self._set_function_environment()
             if self._injected_handlers is not None:
                 self.handlers.update(self._injected_handlers)
@@ -380,9 +402,9 @@ class LocalStack:
                 self._layer_before = _forget_layer_modules()
                 self.handlers.update(load_handlers(self._specs))
             self._start_pollers()
+            assert self.api is not None
+            self.api.start()
             _wait_until_answers(f"{self.api_url}/")
-            if self.simulator is not None:
-                _wait_until_answers(f"{self.waha_url}/")
         except BaseException:
             self.stop()
             raise
@@ -483,11 +505,16 @@ class LocalStack:
                 policy["maxReceiveCount"] = config.redrive_max_receive_override
                 sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
 
-    def _start_api(self) -> None:
+    def _bind_api(self) -> None:
         self.api = LocalApi(
-            self.handlers, self.config.api_host, self.config.api_port, self.config.api_key, self._template
+            self.handlers,
+            self.config.api_host,
+            self.config.api_port,
+            self.config.api_key,
+            self._template,
+            throttling=self.config.api_throttling,
         )
-        self.api_url = self.api.start()
+        self.api_url = self.api.bind()
         self.webhook_url = self.api_url + route_for(WEBHOOK_FUNCTION_ID, self._template).path
 
     def _parameter(self, name: str, configured: str | None) -> str:
@@ -547,6 +574,7 @@ class LocalStack:
             merged[MAX_RECEIVE_COUNT_VARIABLE] = str(config.redrive_max_receive_override)
         for name, value in merged.items():
             self._env.set(name, value)
+        self.function_environment = merged
         # The secrets' values themselves (concierge.secrets reads NAME before NAME_PARAM); unset when not given.
         self._env.set("WAHA_API_KEY", config.waha_api_key)
         self._env.set("WAHA_WEBHOOK_HMAC_KEY", config.waha_webhook_hmac_key)

@@ -33,6 +33,10 @@ def parameter_default(name: str, template: dict[str, Any] | None = None) -> str 
     return template["Parameters"][name].get("Default")
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
@@ -42,6 +46,8 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, Any]
     events: dict[str, dict[str, Any]]
+    # ReservedConcurrentExecutions: at most this many invocations at once (None: only the account's limit).
+    reserved_concurrency: int | None = None
 
 
 def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]:
@@ -61,5 +67,8 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionSpec]
             memory_size=int(props.get("MemorySize", global_props.get("MemorySize", 128))),
             environment=environment,
             events=props.get("Events", {}),
+            reserved_concurrency=_optional_int(
+                props.get("ReservedConcurrentExecutions", global_props.get("ReservedConcurrentExecutions"))
+            ),
         )
     return specs

@@ -1,9 +1,14 @@
 """A stand-in for WAHA (WhatsApp HTTP API) that keeps to WAHA's own contract, for the dev stack and tests.
 
-It answers `POST /api/sendText` and `GET /api/sessions/{session}` the way WAHA 2026.7 documents them
-(the `MessageTextRequest` schema, `WAMessage` / `SessionInfo` shapes, NestJS-style error bodies), and it
-posts inbound `message` webhooks signed and retried the way WAHA's webhook sender does. Faults
-(unreachable, 500, slow, random failures) let tests drive the outbox through WAHA's real failure modes.
+It answers `POST /api/sendText`, `GET /api/{session}/chats/{chatId}/messages` and `GET /api/sessions/{session}`
+the way WAHA 2026.7 documents them (the `MessageTextRequest` schema, `WAMessage` / `SessionInfo` shapes,
+NestJS-style error bodies), and it posts inbound `message` webhooks signed and retried the way WAHA's webhook
+sender does. Faults (unreachable, 500, slow, random failures) let tests drive the outbox through WAHA's real
+failure modes.
+
+A sendText that repeats a pre-generated `id` is sent again by default: nothing in WAHA's documentation promises
+to drop it, so the system under test must not rely on that. `repeated_ids="drop"` makes it answer the first
+message instead, as WhatsApp keying messages by id would. Its own log masks phone numbers as the functions do.
 
 The reference data it loads lives in `waha_spec/`, copied from WAHA's repositories, so that the
 simulator and the real service cannot drift apart silently.
@@ -18,6 +23,7 @@ import hmac
 import json
 import logging
 import random
+import re
 import secrets
 import socket
 import threading
@@ -29,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import urllib3
 from jsonschema import Draft202012Validator
@@ -50,7 +56,27 @@ TIER = "CORE"
 DEFAULT_ME_ID = "6281100000000@c.us"
 PUSH_NAME = "Hotel"
 HMAC_ALGORITHM = "sha512"
-FAULT_MODES = ("ok", "down", "error500", "slow")
+# "sent500": sendText sends, then answers 500, as WAHA can when its engine fails after sending, or a proxy in
+# front of it when its gateway timeout runs out.
+FAULT_MODES = ("ok", "down", "error500", "slow", "sent500")
+REPEATED_ID_MODES = ("accept", "drop")
+# GET /api/{session}/chats/{chatId}/messages: the query parameters WAHA's OpenAPI lists, and their kinds.
+_CHAT_MESSAGES_QUERY = {
+    "limit": "number",
+    "offset": "number",
+    "filter.timestamp.lte": "number",
+    "filter.timestamp.gte": "number",
+    "downloadMedia": "boolean",
+    "merge": "boolean",
+    "filter.fromMe": "boolean",
+    "sortBy": ("timestamp", "messageTimestamp"),
+    "sortOrder": ("desc", "asc"),
+    "filter.ack": ("ERROR", "PENDING", "SERVER", "DEVICE", "READ", "PLAYED"),
+}
+_CHAT_MESSAGES_PATH = re.compile(r"^/api/(?P<session>[^/]+)/chats/(?P<chat>[^/]+)/messages$")
+# Runs of digits long enough to be a phone number (chat ids, paths); lids and ULIDs are not masked by accident
+# because they are either not phone numbers or carry letters.
+_PHONE_DIGITS = re.compile(r"\+?\d{7,}")
 
 # WAMessageAck in WAHA: the number is what WhatsApp reports, the name is what WAHA adds next to it.
 ACK_SERVER = 1
@@ -69,11 +95,12 @@ class WebhookNotConfiguredError(RuntimeError):
 @dataclass(frozen=True)
 class _Reply:
     status: int
-    body: dict[str, Any]
+    body: Any  # a JSON object, or an array for list endpoints
 
 
 # The router answers None when the simulated WAHA is unreachable: the handler then drops the connection.
-_Router = Callable[[str, str, str | None, bytes], _Reply | None]
+# Its arguments: method, path, query string, X-Api-Key, body.
+_Router = Callable[[str, str, str, str | None, bytes], _Reply | None]
 
 
 def load_spec(name: str) -> Any:
@@ -92,6 +119,11 @@ def new_event_id(now_ms: int | None = None) -> str:
     value = (millis & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
     chars = [_CROCKFORD_BASE32[(value >> shift) & 0x1F] for shift in range(125, -1, -5)]
     return "evt_" + "".join(chars)
+
+
+def masked(text: str) -> str:
+    """Text for the simulator's log: every phone-number-like run of digits masked like phone.mask."""
+    return _PHONE_DIGITS.sub(lambda match: mask(match.group()), text)
 
 
 def _is_success(status: int) -> bool:
@@ -235,8 +267,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         # The body is read even when the answer ignores it, so the socket stays in step for the next request.
         raw = self._read_body()
-        path = urlsplit(self.path).path
-        reply = self.server.router(method, path, self.headers.get("X-Api-Key"), raw)
+        target = urlsplit(self.path)
+        reply = self.server.router(method, target.path, target.query, self.headers.get("X-Api-Key"), raw)
         if reply is None:
             self.close_connection = True
             return
@@ -259,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def log_message(self, template: str, *args: Any) -> None:
-        logger.debug("%s - %s", self.address_string(), template % args)
+        # Request lines carry chat ids (GET /api/default/chats/<phone>@c.us/messages).
+        logger.debug("%s - %s", self.address_string(), masked(template % args))
 
 
 class WahaSimulator:
@@ -281,9 +314,12 @@ class WahaSimulator:
         webhook_retry_delay: float = 0.05,
         webhook_timeout: float = 10.0,
         me_id: str = DEFAULT_ME_ID,
+        repeated_ids: str = "accept",
     ) -> None:
         if webhook_attempts < 1:
             raise ValueError("webhook_attempts must be at least 1")
+        if repeated_ids not in REPEATED_ID_MODES:
+            raise ValueError(f"repeated_ids must be one of {', '.join(REPEATED_ID_MODES)}")
         self._host = host
         self._requested_port = port
         self._api_key = api_key
@@ -304,6 +340,9 @@ class WahaSimulator:
         self._lock = threading.Lock()
         self._sent: list[dict[str, Any]] = []
         self._accepted_by_id: dict[str, dict[str, Any]] = {}
+        # Every message of each chat (sent and received), as WAHA's chats API lists them.
+        self._chats: dict[str, list[dict[str, Any]]] = {}
+        self._repeated_ids = repeated_ids
         self._fault = "ok"
         # Hidden (@lid) senders this simulator has shown, and the phone chat id behind each.
         self._lids: dict[str, str] = {}
@@ -381,6 +420,25 @@ class WahaSimulator:
         with self._lock:
             self._sent.clear()
             self._accepted_by_id.clear()
+            self._chats.clear()
+
+    def set_repeated_ids(self, mode: str) -> None:
+        """'accept': a repeated pre-generated id is sent again (WAHA promises nothing else); 'drop': it is not."""
+        if mode not in REPEATED_ID_MODES:
+            raise ValueError(f"unknown repeated-id mode {mode!r}; expected one of {', '.join(REPEATED_ID_MODES)}")
+        with self._lock:
+            self._repeated_ids = mode
+        logger.info("WAHA simulator repeated pre-generated ids: %s", mode)
+
+    @property
+    def repeated_ids(self) -> str:
+        with self._lock:
+            return self._repeated_ids
+
+    def set_api_key(self, api_key: str | None) -> None:
+        """WAHA's X-Api-Key from now on, as when the hotel rotates it."""
+        with self._lock:
+            self._api_key = api_key
 
     def set_fault(self, mode: str) -> None:
         if mode not in FAULT_MODES:
@@ -418,6 +476,9 @@ class WahaSimulator:
             raise WebhookNotConfiguredError("the WAHA simulator has no webhook_url")
         sender = self.hidden_id(phone) if hidden_sender else chat_id(to_e164(phone, self._default_region))
         envelope = self._message_event(sender, text, message_id, event)
+        if event == "message":
+            # WAHA has the message in the chat whether or not the webhook gets through.
+            self._remember(sender, envelope["payload"])
         # Compact and not ASCII-escaped, like JSON.stringify: receivers must check the HMAC on the bytes
         # they got, and a receiver that re-serialises the JSON before hashing would fail here as with WAHA.
         raw = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -481,7 +542,7 @@ class WahaSimulator:
 
     # --- HTTP routing ----------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, api_key: str | None, raw: bytes) -> _Reply | None:
+    def _route(self, method: str, path: str, query: str, api_key: str | None, raw: bytes) -> _Reply | None:
         # /api/sim/* stays up under every fault, otherwise a test could not switch a fault off again.
         if path.startswith("/api/sim/"):
             return self._route_sim(method, path, raw)
@@ -489,6 +550,11 @@ class WahaSimulator:
             return None
         if method == "POST" and path == "/api/sendText":
             return self._send_text(api_key, raw)
+        chat_messages = _CHAT_MESSAGES_PATH.match(path)
+        if method == "GET" and chat_messages:
+            return self._chat_messages(
+                api_key, unquote(chat_messages["session"]), unquote(chat_messages["chat"]), query
+            )
         if method == "GET" and path.startswith("/api/sessions/"):
             return self._session_info(api_key, unquote(path.removeprefix("/api/sessions/")))
         if method == "GET" and path.startswith(f"/api/{self._session}/lids/"):
@@ -517,9 +583,11 @@ class WahaSimulator:
             return self._fault
 
     def _authorised(self, api_key: str | None) -> bool:
-        if self._api_key is None:
+        with self._lock:
+            expected = self._api_key
+        if expected is None:
             return True
-        return api_key is not None and hmac.compare_digest(api_key.encode(), self._api_key.encode())
+        return api_key is not None and hmac.compare_digest(api_key.encode(), expected.encode())
 
     def _send_text(self, api_key: str | None, raw: bytes) -> _Reply:
         if not self._authorised(api_key):
@@ -549,6 +617,8 @@ class WahaSimulator:
         delay = self._latency_seconds + (self._slow_seconds if fault == "slow" else 0.0)
         if delay > 0:
             self._stopping.wait(delay)
+        if fault == "sent500":
+            return _error(500, "Internal Server Error", "Internal server error")
         return _Reply(201, message)
 
     def _schema_problems(self, body: Any) -> list[str]:
@@ -559,15 +629,16 @@ class WahaSimulator:
         return sorted(problems)
 
     def _accept(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The WAMessage WAHA answers with; records the send unless this pre-generated id was already sent."""
+        """The WAMessage WAHA answers with; records the send (a repeated pre-generated id too, unless dropping)."""
         chat, pre_generated = body["chatId"], body.get("id")
         message_id = f"true_{chat}_{pre_generated or secrets.token_hex(10).upper()}"
         with self._lock:
-            # WhatsApp keys a message by its id, so resending a pre-generated id delivers nothing new.
             earlier = self._accepted_by_id.get(message_id) if pre_generated else None
-            if earlier is not None:
-                logger.info("sendText %s repeated a pre-generated id; not sent again", message_id)
+            if earlier is not None and self._repeated_ids == "drop":
+                logger.info("sendText %s to %s repeated a pre-generated id; not sent again", pre_generated, mask(chat))
                 return copy.deepcopy(earlier)
+            if earlier is not None:
+                logger.warning("sendText %s to %s repeated a pre-generated id; sent again", pre_generated, mask(chat))
             now = time.time()
             message = {
                 "id": message_id,
@@ -583,8 +654,9 @@ class WahaSimulator:
                 "vCards": [],
                 "_data": {},
             }
-            if pre_generated:
+            if pre_generated and earlier is None:
                 self._accepted_by_id[message_id] = message
+            self._chats.setdefault(chat, []).append(copy.deepcopy(message))
             self._sent.append(
                 {
                     "id": message_id,
@@ -620,6 +692,48 @@ class WahaSimulator:
             },
         )
 
+    def _remember(self, chat: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._chats.setdefault(chat, []).append(copy.deepcopy(message))
+
+    def chat_messages(self, chat: str) -> list[dict[str, Any]]:
+        """Every message of a chat, sent and received, oldest first (copies)."""
+        with self._lock:
+            return copy.deepcopy(self._chats.get(chat, []))
+
+    def _chat_messages(self, api_key: str | None, session: str, chat: str, query: str) -> _Reply:
+        """GET /api/{session}/chats/{chatId}/messages: WAMessage[] filtered, sorted and paged as WAHA's query asks."""
+        if not self._authorised(api_key):
+            return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
+        if session != self._session:
+            return _error(422, "Unprocessable Entity", f'Session "{session}" does not exist')
+        options, problems = _chat_messages_query(query)
+        if problems:
+            return _error(400, "Bad Request", problems)
+        fault = self._current_fault()
+        if fault == "error500":
+            return _error(500, "Internal Server Error", "Internal server error")
+        if fault == "slow":
+            self._stopping.wait(self._slow_seconds)
+        messages = self.chat_messages(chat)
+        if "filter.fromMe" in options:
+            messages = [message for message in messages if message["fromMe"] is options["filter.fromMe"]]
+        if "filter.timestamp.gte" in options:
+            messages = [message for message in messages if message["timestamp"] >= options["filter.timestamp.gte"]]
+        if "filter.timestamp.lte" in options:
+            messages = [message for message in messages if message["timestamp"] <= options["filter.timestamp.lte"]]
+        if "filter.ack" in options:
+            messages = [message for message in messages if message["ackName"] == options["filter.ack"]]
+        # Newest first unless asked otherwise, as WAHA lists a chat. Timestamps are whole seconds: on a tie the
+        # order of arrival decides, so a newest-first list starts from the reversed history.
+        if options.get("sortOrder", "desc") == "desc":
+            messages = sorted(reversed(messages), key=lambda message: message["timestamp"], reverse=True)
+        else:
+            messages.sort(key=lambda message: message["timestamp"])
+        offset = int(options.get("offset", 0))
+        logger.debug("chat messages of %s: %d found", mask(chat), len(messages))
+        return _Reply(200, messages[offset : offset + int(options["limit"])])
+
     def _route_sim(self, method: str, path: str, raw: bytes) -> _Reply:
         if method == "GET" and path == "/api/sim/messages":
             return _Reply(200, {"messages": self.sent_messages()})
@@ -630,6 +744,8 @@ class WahaSimulator:
             return _Reply(200, {"cleared": cleared})
         if method == "POST" and path == "/api/sim/fault":
             return self._sim_fault(raw)
+        if method == "POST" and path == "/api/sim/repeated-ids":
+            return self._sim_repeated_ids(raw)
         if method == "POST" and path == "/api/sim/inbound":
             return self._sim_inbound(raw)
         return _error(404, "Not Found", f"Cannot {method} {path}")
@@ -643,6 +759,17 @@ class WahaSimulator:
         if mode not in FAULT_MODES:
             return _error(400, "Bad Request", [f"mode must be one of {', '.join(FAULT_MODES)}"])
         self.set_fault(mode)
+        return _Reply(200, {"mode": mode})
+
+    def _sim_repeated_ids(self, raw: bytes) -> _Reply:
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        mode = body.get("mode") if isinstance(body, dict) else None
+        if mode not in REPEATED_ID_MODES:
+            return _error(400, "Bad Request", [f"mode must be one of {', '.join(REPEATED_ID_MODES)}"])
+        self.set_repeated_ids(mode)
         return _Reply(200, {"mode": mode})
 
     def _sim_inbound(self, raw: bytes) -> _Reply:
@@ -674,3 +801,38 @@ class WahaSimulator:
         except ValueError as exc:
             return _error(400, "Bad Request", [str(exc)])
         return _Reply(200, result)
+
+
+def _chat_messages_query(query: str) -> tuple[dict[str, Any], list[str]]:
+    """The chats API's query string read as WAHA's DTO does: numbers, booleans and enums; problems listed."""
+    values = parse_qs(query, keep_blank_values=True)
+    options: dict[str, Any] = {}
+    problems = [f"property {name} should not exist" for name in sorted(values) if name not in _CHAT_MESSAGES_QUERY]
+    for name, kind in _CHAT_MESSAGES_QUERY.items():
+        if name not in values:
+            continue
+        raw = values[name][-1]
+        if kind == "number":
+            try:
+                number = float(raw)
+            except ValueError:
+                number = float("nan")
+            if number != number or number in (float("inf"), float("-inf")):
+                problems.append(f"{name} must be a number")
+                continue
+            options[name] = number
+        elif kind == "boolean":
+            if raw not in ("true", "false"):
+                problems.append(f"{name} must be a boolean value")
+                continue
+            options[name] = raw == "true"
+        elif raw not in kind:
+            problems.append(f"{name} must be one of the following values: {', '.join(kind)}")
+        else:
+            options[name] = raw
+    if "limit" not in values:
+        problems.append("limit must be a number")
+    for name in ("limit", "offset"):
+        if name in options and (options[name] < 0 or options[name] != int(options[name])):
+            problems.append(f"{name} must be a whole number, not negative")
+    return options, sorted(set(problems))

@@ -178,6 +178,14 @@ class Concierge:
 
         return self.handlers["CloseStaysFunction"](sample("close_stays"), lambda_context("CloseStaysFunction"))
 
+    def ack(self, waha_id: str, ack: int, **changes: Any) -> tuple[int, Any]:
+        """WAHA's `message.ack` for a message id as the engine writes it (see `waha_ack`)."""
+        return self.webhook(waha_ack(waha_id, ack, **changes))
+
+    def from_hotel(self, text: str = "Your room is ready.", **changes: Any) -> tuple[int, Any]:
+        """The hotel writing to the guest from its own WhatsApp, as message.any delivers it (see `hotel_message`)."""
+        return self.webhook(hotel_message(text, **changes))
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
@@ -203,3 +211,72 @@ def waha_session_status(
         "engine": "WEBJS",
         "environment": {"version": "2025.1.1", "engine": "WEBJS", "tier": "CORE"},
     }
+
+
+def our_waha_id(message_id: str, engine: str = "WEBJS", chat_id: str = GUEST_CHAT_ID) -> str:
+    """How WAHA names one of our sends (we ask it to use keys.outbound_waha_id): WEBJS `true_<chat>_<ID>`,
+    NOWEB and GOWS the bare ID."""
+    from concierge import keys
+
+    bare = keys.outbound_waha_id(message_id)
+    return f"true_{chat_id}_{bare}" if engine == "WEBJS" else bare
+
+
+def waha_ack(
+    waha_id: str,
+    ack: int,
+    *,
+    chat_id: str = GUEST_CHAT_ID,
+    session: str = "default",
+    timestamp_ms: int | None = None,
+    **payload: Any,
+) -> dict[str, Any]:
+    """A WAHA `message.ack` delivery: the payload of WAHA's docs example (webhook-message.ack.docs-example.json)
+    in WAHA's envelope, for a message the hotel sent; payload fields overridden by `payload`."""
+    from concierge.ticks import ACK_NAMES
+
+    now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    return {
+        "id": f"evt_{now_ms:026d}",
+        "timestamp": now_ms,
+        "event": "message.ack",
+        "session": session,
+        "me": {"id": HOTEL_CHAT_ID, "pushName": "Hotel"},
+        "payload": {
+            "id": waha_id,
+            "from": chat_id,
+            "participant": None,
+            "fromMe": True,
+            "ack": ack,
+            "ackName": ACK_NAMES.get(ack, "UNKNOWN"),
+            **payload,
+        },
+        "engine": "WEBJS",
+        "environment": {"version": "2025.1.1", "engine": "WEBJS", "tier": "CORE"},
+    }
+
+
+def hotel_message(
+    text: str = "Your room is ready.",
+    *,
+    engine: str = "WEBJS",
+    message_id: str | None = None,
+    chat_id: str = GUEST_CHAT_ID,
+    **payload: Any,
+) -> dict[str, Any]:
+    """A message the hotel's own account wrote in a guest's chat (its phone, WAHA's dashboard), as message.any
+    delivers it. WEBJS: id `true_<chat>_<id>`, `from` the hotel's number, `to` the chat. NOWEB: the bare id,
+    the chat in `from`. `message_id` is the bare id (random by default); payload fields overridden by `payload`."""
+    import secrets
+
+    bare = message_id or secrets.token_hex(16).upper()
+    if engine == "WEBJS":
+        delivery = message_event(
+            chat_id, text, message_id=f"true_{chat_id}_{bare}", event="message.any", from_me=True, me_id=HOTEL_CHAT_ID
+        )
+    else:
+        delivery = message_event(chat_id, text, message_id=bare, event="message.any", from_me=True, me_id=HOTEL_CHAT_ID)
+        delivery["payload"].update({"from": chat_id, "to": HOTEL_CHAT_ID})
+        delivery["engine"] = engine
+    delivery["payload"].update(payload)
+    return delivery

@@ -22,7 +22,9 @@ MAX_PAGE_SIZE = 100
 def _page_size(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # ASCII digits only: str.isdigit() also passes "²" and other digits that int() refuses or reads
+    # differently. The length bound keeps int() away from its limit on very long digit strings.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise api.ApiError(
             400, "bad_request", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}", [{"field": "limit"}]
         )

@@ -29,9 +29,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         except Exception:
             metrics.add_metric(name="MessagesNotSent", unit=MetricUnit.Count, value=1)
             raise
-        metrics.add_metric(
-            name="MessagesSent" if outcome == "sent" else "MessagesSkipped", unit=MetricUnit.Count, value=1
-        )
+        # "confirmed": an earlier send whose answer was lost, found in WAHA; it became SENT now as well.
+        became_sent = outcome in ("sent", "confirmed")
+        metrics.add_metric(name="MessagesSent" if became_sent else "MessagesSkipped", unit=MetricUnit.Count, value=1)
         return outcome
 
     return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)

@@ -1,7 +1,9 @@
-"""POST /api/v1/waha/webhook: WAHA's events; a guest's message is stored and answered."""
+"""POST /api/v1/waha/webhook: WAHA's events; a guest's message is stored and answered, the hotel's own
+messages stored as staff's, delivery ticks recorded, a session's status kept."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -10,8 +12,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from concierge import api, conversation, secrets, signature
-from concierge.webhook_events import Ignored, WahaEvent, classify
+from concierge import api, conversation, secrets, signature, ticks, waha_sessions
+from concierge.config import settings
+from concierge.webhook_events import (
+    ACK_EVENT,
+    SESSION_STATUS_EVENT,
+    HotelMessage,
+    Ignored,
+    Stale,
+    WahaEvent,
+    classify,
+    classify_ack,
+    screen,
+    session_status,
+)
 
 logger = Logger()
 app = api.create_resolver()
@@ -28,21 +42,65 @@ def _verify_signature(body: bytes) -> None:
         raise api.ApiError(401, "unauthorized", "missing or invalid X-Webhook-Hmac signature")
 
 
+def _malformed(error: ValidationError) -> api.ApiError:
+    return api.ApiError(400, "validation_error", "malformed event payload", api.field_errors(error))
+
+
+def _answer(outcome: str, reason: str | None = None, status: str | None = None) -> Response:
+    body: dict[str, Any] = {**PROCESSED, "outcome": outcome}
+    if reason:
+        body["reason"] = reason
+    if status:
+        body["status"] = status
+    return api.json_response(200, body)
+
+
 @app.post("/api/v1/waha/webhook")
 def webhook() -> Response:
     body = api.raw_body(app)
     _verify_signature(body)
     event = api.parse(WahaEvent, api.json_object(app, body), status=400)
+    config = settings()
+    now_ms = time.time_ns() // 1_000_000
+    refused = screen(event, config.waha_sessions, config.webhook_max_age_hours, now_ms)
+    if refused is not None:
+        outcome = "stale" if isinstance(refused, Stale) else "ignored"
+        logger.warning(
+            "webhook event refused", extra={"event": event.event, "outcome": outcome, "reason": refused.reason}
+        )
+        return _answer(outcome, refused.reason)
+    if event.event == SESSION_STATUS_EVENT:
+        try:
+            status = session_status(event, now_ms)
+        except ValidationError as error:
+            raise _malformed(error) from error
+        return _answer(waha_sessions.record(status).value)
+    if event.event == ACK_EVENT:
+        return _ack(event, now_ms)
     try:
         message = classify(event)
     except ValidationError as error:
-        details = api.field_errors(error)
-        raise api.ApiError(400, "validation_error", "malformed message payload", details) from error
+        raise _malformed(error) from error
     if isinstance(message, Ignored):
         logger.info("webhook event ignored", extra={"event": event.event, "reason": message.reason})
-        return api.json_response(200, {**PROCESSED, "outcome": "ignored"})
+        return _answer("ignored", message.reason)
+    if isinstance(message, HotelMessage):
+        hotel = conversation.record_from_hotel(message)
+        return _answer(hotel.value, hotel.reason)
     outcome = conversation.receive(message)
-    return api.json_response(200, {**PROCESSED, "outcome": outcome.value})
+    return _answer(outcome.value)
+
+
+def _ack(event: WahaEvent, now_ms: int) -> Response:
+    try:
+        ack = classify_ack(event, now_ms)
+    except ValidationError as error:
+        raise _malformed(error) from error
+    if isinstance(ack, Ignored):
+        logger.info("webhook event ignored", extra={"event": event.event, "reason": ack.reason})
+        return _answer("ignored", ack.reason)
+    tick = ticks.record(ack)
+    return _answer(tick.outcome.value, tick.reason, tick.status)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

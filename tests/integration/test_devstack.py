@@ -6,12 +6,21 @@ exercised by the lead's end-to-end tests.
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,12 +28,14 @@ import pytest
 import urllib3
 from moto.server import ThreadedMotoServer
 
+from devstack import run_state
 from devstack.api import LocalApi, api_routes
 from devstack.lambda_context import LambdaContext
 from devstack.resources import LocalResources
 from devstack.sender import QueuePoller, sqs_event_sources
 from devstack.stack import LocalStack, StackConfig, TemplateEnvironment
-from devstack.template import functions, load_template
+from devstack.template import REPO_ROOT, functions, load_template
+from tests.driver import GUEST
 
 pytestmark = pytest.mark.integration
 
@@ -100,15 +111,31 @@ def echoed(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
     return json.loads(response.data)
 
 
+def gateway_body(response_type: str) -> dict[str, Any]:
+    """The body template.yaml's GatewayResponses give API Gateway's own answer of this type (no variables)."""
+    responses = load_template()["Resources"]["ConciergeApi"]["Properties"]["GatewayResponses"]
+    return json.loads(responses[response_type]["ResponseTemplates"]["application/json"])
+
+
+def our_error(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+    """The body of an error answer, checked to be in our format {"error", "message", "details"}."""
+    assert response.headers["Content-Type"] == "application/json"
+    body = json.loads(response.data)
+    assert set(body) == {"error", "message", "details"}, body
+    return body
+
+
 def test_routes_come_from_the_template_api_events() -> None:
     """Every `Type: Api` event of template.yaml is a route, with its method, key requirement and stage."""
     routes = {(route.function_id, route.path, route.methods, route.api_key_required) for route in api_routes()}
 
-    assert routes == {
+    assert routes >= {
         ("RegisterGuestFunction", "/api/v1/guests/register", ("POST",), True),
         ("GuestMessagesFunction", "/api/v1/guests/{user_id}/messages", ("GET",), True),
         ("WahaWebhookFunction", "/api/v1/waha/webhook", ("POST",), False),
     }
+    api_events = [e for spec in functions().values() for e in spec.events.values() if e["Type"] == "Api"]
+    assert len(api_routes()) == len(api_events)
     assert {route.stage_name for route in api_routes()} == {"prod"}
 
 
@@ -175,11 +202,12 @@ def test_every_request_gets_its_own_request_id_and_lambda_context(api: LocalApi,
 def test_key_protected_route_refuses_a_missing_or_wrong_key(
     api: LocalApi, http: urllib3.PoolManager, headers: dict[str, str]
 ) -> None:
-    """ApiKeyRequired routes answer 403 Forbidden, as API Gateway does, without invoking the function."""
+    """ApiKeyRequired routes answer 403, as API Gateway does, without invoking the function, with the template's
+    INVALID_API_KEY gateway response."""
     response = http.request("POST", f"{api.url}/api/v1/guests/register", body=b"{}", headers=headers)
 
     assert response.status == 403
-    assert json.loads(response.data) == {"message": "Forbidden"}
+    assert our_error(response) == gateway_body("INVALID_API_KEY")
 
 
 def test_api_key_header_name_is_case_insensitive(api: LocalApi, http: urllib3.PoolManager) -> None:
@@ -200,7 +228,7 @@ def test_without_a_configured_key_protected_routes_always_refuse(http: urllib3.P
         api.stop()
 
     assert response.status == 403
-    assert json.loads(response.data) == {"message": "Forbidden"}
+    assert our_error(response)["error"] == "forbidden"
 
 
 def test_route_without_key_requirement_needs_no_key(http: urllib3.PoolManager) -> None:
@@ -221,11 +249,12 @@ def test_route_without_key_requirement_needs_no_key(http: urllib3.PoolManager) -
 def test_unknown_route_or_method_is_missing_authentication_token(
     api: LocalApi, http: urllib3.PoolManager, method: str, path: str
 ) -> None:
-    """API Gateway REST answers an unknown path, or a known path's unknown method, with 403."""
+    """API Gateway REST answers an unknown path, or a known path's unknown method, as MISSING_AUTHENTICATION_TOKEN,
+    which the template turns into a 404 in our format."""
     response = http.request(method, f"{api.url}{path}", headers={"x-api-key": API_KEY})
 
-    assert response.status == 403
-    assert json.loads(response.data) == {"message": "Missing Authentication Token"}
+    assert response.status == 404
+    assert our_error(response) == gateway_body("MISSING_AUTHENTICATION_TOKEN")
 
 
 def test_handler_exception_is_a_502(api: LocalApi, http: urllib3.PoolManager, caplog: pytest.LogCaptureFixture) -> None:
@@ -233,7 +262,7 @@ def test_handler_exception_is_a_502(api: LocalApi, http: urllib3.PoolManager, ca
     response = http.request("POST", f"{api.url}/api/v1/waha/webhook", body=b"{}")
 
     assert response.status == 502
-    assert json.loads(response.data) == {"message": "Internal server error"}
+    assert our_error(response) == {"error": "internal_error", "message": "Internal server error", "details": []}
     assert "handler bug" in caplog.text
 
 
@@ -588,3 +617,446 @@ def test_a_taken_port_is_a_clear_error_not_a_hang() -> None:
         with pytest.raises(PortInUse, match="MOTO_PORT"):
             ensure_port_free("127.0.0.1", port, "MOTO_PORT")
     ensure_port_free("127.0.0.1", port, "MOTO_PORT")
+
+
+# --- API Gateway's own answers, throttling and bodies that are not text -------------------------
+
+
+def test_a_body_that_is_not_utf8_reaches_the_handler_base64_encoded(api: LocalApi, http: urllib3.PoolManager) -> None:
+    """A Lambda event is JSON and cannot carry bytes that are not text: they arrive base64-encoded with
+    isBase64Encoded, as API Gateway hands over binary, instead of the 500 sam local's event builder answers."""
+    raw = b'{"full_name": "\xff\xfe"}'
+
+    response = http.request(
+        "POST",
+        f"{api.url}/api/v1/guests/register",
+        body=raw,
+        headers={"Content-Type": "application/json", "x-api-key": API_KEY},
+    )
+
+    event = echoed(response)["event"]
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == raw
+
+
+def test_a_text_body_stays_text(api: LocalApi, http: urllib3.PoolManager) -> None:
+    """UTF-8 text (any script) is handed over as is, not base64-encoded."""
+    response = http.request(
+        "POST", f"{api.url}/api/v1/guests/register", body='{"name": "Ñoño 🏨"}'.encode(), headers={"x-api-key": API_KEY}
+    )
+
+    event = echoed(response)["event"]
+    assert event["isBase64Encoded"] is False
+    assert json.loads(event["body"]) == {"name": "Ñoño 🏨"}
+
+
+def test_a_body_over_api_gateways_limit_is_413_in_our_format(api: LocalApi, http: urllib3.PoolManager) -> None:
+    """API Gateway refuses bodies over 10 MB before any function runs."""
+    from devstack.api import MAX_PAYLOAD_BYTES
+
+    response = http.request(
+        "POST", f"{api.url}/api/v1/waha/webhook", body=b"x" * (MAX_PAYLOAD_BYTES + 1), headers={"x-api-key": API_KEY}
+    )
+
+    assert response.status == 413
+    assert our_error(response)["error"] == "bad_request"
+
+
+def template_with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """A copy of template.yaml with one change to the ConciergeApi's properties."""
+    template = copy.deepcopy(load_template())
+    change(template["Resources"]["ConciergeApi"]["Properties"])
+    return template
+
+
+def test_the_local_api_reads_its_gateway_responses_from_the_template(http: urllib3.PoolManager) -> None:
+    """Change a gateway response in the template and the local API answers with the change: they cannot drift."""
+
+    def reword(properties: dict[str, Any]) -> None:
+        properties["GatewayResponses"]["INVALID_API_KEY"] = {
+            "StatusCode": 401,
+            "ResponseTemplates": {
+                "application/json": '{"error": "no_key", "message": $context.error.messageString, "details": []}'
+            },
+            "ResponseParameters": {"Headers": {"WWW-Authenticate": "'ApiKey'"}},
+        }
+
+    api = LocalApi({"RegisterGuestFunction": echo}, api_key=API_KEY, template=template_with(reword))
+    api.start()
+    try:
+        response = http.request("POST", f"{api.url}/api/v1/guests/register", body=b"{}")
+    finally:
+        api.stop()
+
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == "ApiKey"
+    assert our_error(response) == {"error": "no_key", "message": "Forbidden", "details": []}
+
+
+def test_a_gateway_response_the_local_api_cannot_render_fails_at_start() -> None:
+    """A template variable the local API does not reproduce is refused when the API is built, not per request."""
+    from devstack.gateway_responses import UnsupportedGatewayResponse
+
+    def unknown_variable(properties: dict[str, Any]) -> None:
+        properties["GatewayResponses"]["THROTTLED"]["ResponseTemplates"]["application/json"] = (
+            '{"error": "throttled", "message": "$context.requestId", "details": []}'
+        )
+
+    with pytest.raises(UnsupportedGatewayResponse, match="requestId"):
+        LocalApi({}, template=template_with(unknown_variable))
+
+
+def test_the_webhooks_stage_throttle_answers_429_in_our_format(http: urllib3.PoolManager) -> None:
+    """Past the webhook's MethodSettings burst (here 2, refilled once in 1,000 s) the local API answers 429
+    THROTTLED without invoking the function; other routes keep their own limits."""
+
+    def tiny_burst(properties: dict[str, Any]) -> None:
+        for setting in properties["MethodSettings"]:
+            setting.update(ThrottlingBurstLimit=2, ThrottlingRateLimit=0.001)
+
+    calls: list[dict[str, Any]] = []
+
+    def counted(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event)
+        return echo(event, context)
+
+    handlers = {"WahaWebhookFunction": counted, "RegisterGuestFunction": echo}
+    api = LocalApi(handlers, api_key=API_KEY, template=template_with(tiny_burst), throttling=True)
+    api.start()
+    try:
+        statuses = [http.request("POST", f"{api.url}/api/v1/waha/webhook", body=b"{}").status for _ in range(4)]
+        throttled = http.request("POST", f"{api.url}/api/v1/waha/webhook", body=b"{}")
+        register = http.request("POST", f"{api.url}/api/v1/guests/register", body=b"{}", headers={"x-api-key": API_KEY})
+    finally:
+        api.stop()
+
+    assert statuses == [200, 200, 429, 429]
+    assert len(calls) == 2
+    assert our_error(throttled) == gateway_body("THROTTLED")
+    assert register.status == 200
+
+
+def test_the_usage_plan_throttles_each_api_key(http: urllib3.PoolManager) -> None:
+    """Key-protected routes share the key's usage-plan bucket (here a burst of 1)."""
+
+    def one_request_per_key(properties: dict[str, Any]) -> None:
+        properties["Auth"]["UsagePlan"]["Throttle"] = {"BurstLimit": 1, "RateLimit": 0.001}
+
+    api = LocalApi(
+        {"RegisterGuestFunction": echo, "GuestMessagesFunction": echo},
+        api_key=API_KEY,
+        template=template_with(one_request_per_key),
+        throttling=True,
+    )
+    api.start()
+    try:
+        first = http.request("POST", f"{api.url}/api/v1/guests/register", body=b"{}", headers={"x-api-key": API_KEY})
+        second = http.request("GET", f"{api.url}/api/v1/guests/u/messages", headers={"x-api-key": API_KEY})
+    finally:
+        api.stop()
+
+    assert (first.status, second.status) == (200, 429)
+    assert our_error(second)["error"] == "throttled"
+
+
+def test_without_throttling_nothing_is_throttled(http: urllib3.PoolManager) -> None:
+    """Tests that push load through the local API on purpose (and StackConfig's default) leave throttling off."""
+
+    def tiny_burst(properties: dict[str, Any]) -> None:
+        for setting in properties["MethodSettings"]:
+            setting.update(ThrottlingBurstLimit=1, ThrottlingRateLimit=0.001)
+
+    api = LocalApi({"WahaWebhookFunction": echo}, template=template_with(tiny_burst))
+    api.start()
+    try:
+        statuses = {http.request("POST", f"{api.url}/api/v1/waha/webhook", body=b"{}").status for _ in range(3)}
+    finally:
+        api.stop()
+
+    assert statuses == {200}
+    assert StackConfig().api_throttling is False
+    assert StackConfig.from_env({}).api_throttling is True
+    assert StackConfig.from_env({"API_THROTTLING": "off"}).api_throttling is False
+
+
+def test_a_bound_api_refuses_connections_until_it_starts(http: urllib3.PoolManager) -> None:
+    """bind() fixes the port and URL without accepting connections; start() opens the port."""
+    api = LocalApi({"WahaWebhookFunction": echo})
+    url = api.bind()
+    try:
+        with pytest.raises(urllib3.exceptions.HTTPError):
+            http.request("POST", f"{url}/api/v1/waha/webhook", body=b"{}", retries=False, timeout=2.0)
+        assert api.start() == url
+        assert http.request("POST", f"{url}/api/v1/waha/webhook", body=b"{}").status == 200
+    finally:
+        api.stop()
+
+
+# --- make run as a developer starts it: its first second, make demo and devstack.invoke ----------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def first_answer_once_the_port_opens(
+    port: int, request: Callable[[], urllib3.BaseHTTPResponse], deadline: float
+) -> Any:
+    """Connects every few milliseconds until the port accepts, then sends request() at once."""
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return request()
+        time.sleep(0.005)
+    raise AssertionError(f"port {port} never opened")
+
+
+STARTUP_SECONDS = 60.0
+# Settings that would point the stack elsewhere (an outside AWS or WAHA) or change what these tests expect.
+UNSET_LOCALLY = ("AWS_ENDPOINT_URL", "WAHA_HOST", "WAHA_WEBHOOK_HMAC_KEY", "WAHA_API_KEY", "API_THROTTLING")
+
+
+class MakeRun:
+    """`python -m devstack` in a process of its own, on free ports, its state file in a temporary folder."""
+
+    def __init__(self, state_file: Path) -> None:
+        self.api_port = free_port()
+        self.state_file = state_file
+        self.environment = {
+            **os.environ,
+            "API_PORT": str(self.api_port),
+            "MOTO_PORT": "0",
+            "WAHA_SIM_PORT": "0",
+            "API_KEY": "make-run-test-key",
+            run_state.STATE_FILE_VARIABLE: str(state_file),
+            # Set empty rather than removed: an empty variable means "unset" and still wins over a developer's .env.
+            **dict.fromkeys(UNSET_LOCALLY, ""),
+        }
+        self.http = urllib3.PoolManager(retries=False, timeout=20.0)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=REPO_ROOT,
+            env=self.environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.first_registration = first_answer_once_the_port_opens(
+            self.api_port, self.register, time.monotonic() + STARTUP_SECONDS
+        )
+
+    def register(self) -> urllib3.BaseHTTPResponse:
+        """The guide's register curl."""
+        return self.http.request(
+            "POST",
+            f"{self.url}/api/v1/guests/register",
+            body=json.dumps(GUEST).encode(),
+            headers={"Content-Type": "application/json", "x-api-key": "make-run-test-key"},
+        )
+
+    def state(self) -> run_state.RunState:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while (state := run_state.read(self.state_file)) is None:
+            assert time.monotonic() < deadline, "make run wrote no state file"
+            time.sleep(0.05)
+        return state
+
+    def run(self, *command: str, **environment: str) -> subprocess.CompletedProcess[str]:
+        """Another command of the repository, as a developer runs it in a second terminal."""
+        # The command is one of this repository's modules, named by the test itself.
+        return subprocess.run(  # noqa: S603
+            [sys.executable, "-m", *command],
+            cwd=REPO_ROOT,
+            env={**self.environment, **environment},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
+    running = MakeRun(tmp_path_factory.mktemp("make-run") / "state.json")
+    yield running
+    running.stop()
+
+
+def test_make_run_opens_its_api_port_only_when_the_functions_answer(make_run: MakeRun) -> None:
+    """The guide's register curl, sent the moment the port accepts a connection, is a 201: the port opens last
+    (it used to open before the functions were loaded, and such a curl got 502)."""
+    response = make_run.first_registration
+
+    assert response.status == 201, response.data
+    assert json.loads(response.data)["full_name"] == GUEST["full_name"]
+
+
+def test_make_run_writes_where_it_runs_for_the_other_commands(make_run: MakeRun) -> None:
+    """The state file names this process, its URLs, key, AWS endpoint and the functions' environment."""
+    state = make_run.state()
+
+    assert state.pid == make_run.process.pid
+    assert state.api_url == make_run.url
+    assert state.webhook_url == f"{make_run.url}/api/v1/waha/webhook"
+    assert state.api_key == "make-run-test-key"
+    assert state.simulator is True
+    assert state.function_environment["TABLE_NAME"].startswith("concierge-")
+    assert stat.S_IMODE(make_run.state_file.stat().st_mode) == 0o600
+
+
+def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) -> None:
+    """`make demo` without any port settings (here: wrong ones) reaches the running stack through its state file."""
+    make_run.state()
+
+    demo = make_run.run("devstack.demo", API_PORT="1", WAHA_SIM_PORT="1", API_KEY="wrong-key")
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Both manual tests passed" in demo.stdout
+
+
+def test_invoke_feeds_a_sample_event_to_the_running_stack(make_run: MakeRun) -> None:
+    """`python -m devstack.invoke RegisterGuestFunction events/register_guest.json` runs the function against the
+    running stack's table: the guide's guest, registered through the API already, is found again (same user)."""
+    registered = json.loads(make_run.first_registration.data)
+    make_run.state()
+
+    invoked = make_run.run("devstack.invoke", "RegisterGuestFunction", "events/register_guest.json")
+
+    assert invoked.returncode == 0, invoked.stderr
+    result = json.loads(invoked.stdout)
+    assert result["statusCode"] in (200, 201)
+    assert json.loads(result["body"])["user_id"] == registered["user_id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "key"),
+    [
+        ("POST", "/api/v1/guests/register", b"\xff\xfe\x00{", True),
+        ("POST", "/api/v1/waha/webhook", b'{"event": "message", "payload": {"body": "\xc3\x28"}}', False),
+        ("GET", "/api/v1/guests/%ff%fe/messages", None, True),
+        ("GET", "/api/v1/guests/00000000-0000-4000-8000-000000000000/messages?limit=%C2%B2&cursor=%ff", None, True),
+        ("GET", "/api/v1/guests/00000000-0000-4000-8000-000000000000/messages?limit=%C2%B2", None, True),
+        ("POST", "/api/v1/guests/register", b"{}", False),
+        ("PATCH", "/api/v1/guests/register", b"{}", True),
+    ],
+    ids=[
+        "register-not-utf8",
+        "webhook-not-utf8",
+        "path-not-utf8",
+        "query-not-utf8",
+        "superscript-limit",
+        "no-key",
+        "unknown-method",
+    ],
+)
+def test_what_a_client_sends_gets_a_4xx_in_our_format_never_a_5xx(
+    make_run: MakeRun, method: str, path: str, body: bytes | None, key: bool
+) -> None:
+    """Through the whole local stack, with the real functions: bytes that are not UTF-8, odd paths and query
+    strings, a missing key or an unknown method are answered 4xx with {"error", "message", "details"}."""
+    headers = {"Content-Type": "application/json", **({"x-api-key": "make-run-test-key"} if key else {})}
+
+    response = make_run.http.request(method, f"{make_run.url}{path}", body=body, headers=headers)
+
+    assert 400 <= response.status < 500, (response.status, response.data)
+    assert our_error(response)["error"]
+
+
+def test_stopping_make_run_removes_its_state_file(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM stops the stack and removes the state file, so no command finds a stale one."""
+    running = MakeRun(tmp_path / "state.json")
+    try:
+        running.state()
+    finally:
+        returncode = running.stop()
+
+    assert returncode == 0
+    assert not running.state_file.exists()
+
+
+def test_a_state_file_left_by_a_killed_run_is_ignored(tmp_path: Path) -> None:
+    """A run killed with SIGKILL leaves its file behind; its process is gone, so the file means no stack."""
+    path = tmp_path / "state.json"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(finished.stdout)
+    state = run_state.RunState(
+        pid=gone,
+        api_url="http://127.0.0.1:1",
+        webhook_url="",
+        waha_url="",
+        simulator=True,
+        aws_endpoint="",
+        aws_region="us-east-1",
+        api_key="k",
+    )
+    run_state.write(state, path)
+    assert run_state.read(path) is None
+
+    run_state.write(replace(state, pid=os.getpid()), path)
+    assert run_state.read(path) == replace(state, pid=os.getpid())
+    run_state.remove(gone, path)
+    assert path.exists()
+    run_state.remove(os.getpid(), path)
+    assert not path.exists()
+
+
+def test_invoke_without_make_run_uses_a_stack_of_its_own(tmp_path: Path) -> None:
+    """Without a running `make run`, devstack.invoke starts a stack for the call: the sample registration is a 201,
+    the sample history of an unknown guest a 404, and the result alone is on standard output."""
+    environment = {
+        **os.environ,
+        run_state.STATE_FILE_VARIABLE: str(tmp_path / "none.json"),
+        **dict.fromkeys(UNSET_LOCALLY, ""),
+    }
+
+    invoked = subprocess.run(
+        [sys.executable, "-m", "devstack.invoke", "RegisterGuestFunction", "-"],
+        input=(REPO_ROOT / "events" / "register_guest.json").read_text(),
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout)["statusCode"] == 201
+    assert "stack of its own" in invoked.stderr
+
+
+def test_invoke_names_the_template_functions_when_given_another(tmp_path: Path) -> None:
+    """A name that is not a logical id of the template is a usage error listing the ones there are."""
+    from devstack import invoke
+
+    assert invoke.main(["NoSuchFunction", "events/register_guest.json"]) == 2
+    assert invoke.main(["RegisterGuestFunction", str(tmp_path / "missing.json")]) == 2
+
+
+def test_every_function_has_a_sample_event_that_runs_in_the_local_stack() -> None:
+    """events/<folder>.json exists for every function of the template, and each runs through its function in the
+    local stack as devstack.invoke runs it: no exception, no 5xx; the guide's registration is a 201 and the
+    sample webhook (sent after it, from the guide's guest) is stored."""
+    specs = functions()
+    samples = {logical_id: REPO_ROOT / "events" / f"{spec.code_dir.name}.json" for logical_id, spec in specs.items()}
+    assert all(path.is_file() for path in samples.values()), samples
+    # Registration first, so that the webhook's guest exists.
+    order = sorted(specs, key=lambda logical_id: logical_id != "RegisterGuestFunction")
+
+    results = {}
+    with LocalStack(StackConfig(api_port=0, moto_port=0, waha_sim_port=0)) as stack:
+        for logical_id in order:
+            results[logical_id] = stack.invoke(logical_id, json.loads(samples[logical_id].read_text()))
+
+    for logical_id, result in results.items():
+        if isinstance(result, dict) and "statusCode" in result:
+            assert result["statusCode"] < 500, (logical_id, result)
+    assert results["RegisterGuestFunction"]["statusCode"] == 201
+    assert json.loads(results["WahaWebhookFunction"]["body"])["outcome"] == "stored"

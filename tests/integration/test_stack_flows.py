@@ -214,7 +214,7 @@ def test_registration_without_the_api_key_is_403_and_writes_nothing(
     status, body = running.register(guest, headers=headers)
 
     # THEN API Gateway refuses, and the guest's phone is unknown to the table and to WAHA
-    assert status == 403 and body == {"message": "Forbidden"}
+    assert status == 403 and body["error"] == "forbidden" and set(body) == {"error", "message", "details"}
     assert running.item({"pk": f"PHONE#{to_e164(guest['phone_number'], 'ID')}", "sk": "PHONE"}) is None
     assert running.sent_to(chat_of(guest)) == []
 
@@ -229,7 +229,7 @@ def test_history_without_the_api_key_is_403(running: RunningStack, headers: dict
     status, body = running.history(registration["user_id"], headers=headers)
 
     # THEN API Gateway refuses
-    assert status == 403 and body == {"message": "Forbidden"}
+    assert status == 403 and body["error"] == "forbidden" and set(body) == {"error", "message", "details"}
 
 
 @pytest.fixture

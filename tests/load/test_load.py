@@ -3,6 +3,7 @@
 Everything runs as `make run` runs it: moto's server, the WAHA simulator (signing its webhooks), the API Gateway
 emulation and the SQS poller, around the real handlers. The guarantees checked are the ones docs/reliability.md
 describes: each guest message stored exactly once, each auto-reply SENT and sent to WhatsApp exactly once, no 5xx.
+The simulator sends a repeated pre-generated id again (as WAHA may), so "exactly once" rests on the sender alone.
 
 A plain `pytest` runs it small (a few seconds); `make test-load` (--load-full) runs 1,000 messages from 50 guests at
 20 concurrent senders and writes the figures into docs/reliability.md.
@@ -22,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +43,7 @@ SEED = 20251122
 REPORT = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 FIGURES_BEGIN = "<!-- load-test figures: begin (written by `make test-load`; edit the prose, not this block) -->"
 FIGURES_END = "<!-- load-test figures: end -->"
+FIGURES_HEADING = "## Measured figures"
 # With the retry base at 0 a failed send is retried at once; ten receives instead of the template's five make
 # ten 10% failures in a row (1 in 10^10) the only way to dead-letter, so the run cannot flake on bad luck.
 # The FAILED and dead-letter path itself is covered by the sender's unit tests.
@@ -81,6 +84,28 @@ def _concierge_log_levels() -> dict[str, int]:
     }
 
 
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextmanager
+def _every_message_answered() -> Iterator[None]:
+    """No cooldown and no business hours, so each distinct message gets one auto-reply: that one reply per message
+    is what shows a message answered exactly once (the cooldown has its own tests). Set over the values the stack
+    took from the template, and put back before the stack restores the environment it found."""
+    wanted: dict[str, str | None] = {"AUTO_REPLY_COOLDOWN_MINUTES": "0", "BUSINESS_HOURS": None}
+    before = {name: os.environ.get(name) for name in wanted}
+    _set_environment(wanted)
+    try:
+        yield
+    finally:
+        _set_environment(before)
+
+
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
     """The local stack on free ports with fast retries; the log levels its handlers set are put back after."""
@@ -98,7 +123,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
         redrive_max_receive_override=MAX_RECEIVES,
     )
     try:
-        with LocalStack(config) as running:
+        with LocalStack(config) as running, _every_message_answered():
             yield running
     finally:
         for name, level in levels_before.items():
@@ -383,6 +408,8 @@ def run_load(stack: LocalStack, profile: LoadProfile) -> Figures:
     rng = random.Random(SEED)
     simulator = stack.simulator
     assert simulator is not None
+    # WAHA is not trusted to drop a repeated id: a second send of one message would show as a repeated id.
+    assert simulator.repeated_ids == "accept"
     api_log = ApiLog()
     # The local API looks its handlers up on every request, so wrapped here they see every answer it gives.
     for function_id in ("RegisterGuestFunction", "WahaWebhookFunction", "GuestMessagesFunction"):
@@ -525,12 +552,12 @@ def figures_block(figures: Figures) -> str:
         ("API answers by function", statuses),
         ("sendText calls failed by the simulator (10%)", f"{figures.send_failures_injected}"),
         (
-            "Sender retries (SQS receives beyond the first)",
+            "Sender retries (send attempts beyond the first)",
             f"{figures.retries} (most attempts for one message: {figures.max_attempts})",
         ),
         ("Auto-replies and welcomes SENT", f"{figures.replies_sent:,} of {figures.replies:,}"),
         (
-            "Messages WhatsApp received (simulator)",
+            "Messages WhatsApp received (simulator, which sends a repeated id again)",
             f"{figures.waha_sends:,} ({figures.welcomes_sent} welcomes), {figures.waha_repeated_ids} repeated ids",
         ),
         ("Left in the queue / dead-lettered", f"{figures.still_queued} / {figures.dead_lettered}"),
@@ -563,13 +590,39 @@ def figures_block(figures: Figures) -> str:
     return "\n".join(lines)
 
 
-def write_report(figures: Figures) -> None:
-    """Replaces the figures block of docs/reliability.md, leaving the prose around it alone."""
-    block = figures_block(figures)
-    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Reliability\n"
+def with_figures(text: str, block: str) -> str:
+    """The page with its figures block replaced; without one, the block is added in a section of its own at the end.
+
+    Only what lies between the two markers changes, so the prose of the page is never rewritten by a run."""
     pattern = re.compile(re.escape(FIGURES_BEGIN) + r".*?" + re.escape(FIGURES_END), re.DOTALL)
     if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    REPORT.write_text(text, encoding="utf-8")
+        return pattern.sub(lambda _: block, text, count=1)
+    return text.rstrip("\n") + f"\n\n{FIGURES_HEADING}\n\n{block}\n"
+
+
+def write_report(figures: Figures, report: Path = REPORT) -> None:
+    """Replaces the figures block of docs/reliability.md, leaving the prose around it alone."""
+    text = report.read_text(encoding="utf-8") if report.exists() else "# Reliability\n"
+    report.write_text(with_figures(text, figures_block(figures)), encoding="utf-8")
+
+
+def test_a_run_rewrites_only_its_figures_block(tmp_path: Path) -> None:
+    """Writing the figures changes the block between the markers and nothing else; a page without one gets a section."""
+    figures = Figures(SMALL, stored=60, wall_seconds=1.5)
+    page = tmp_path / "reliability.md"
+    prose_before, prose_after = "# Reliability\n\nProse, 1,000 of it.\n\n## Measured figures\n\n", "\nMore prose.\n"
+    page.write_text(f"{prose_before}{FIGURES_BEGIN}\nold figures\n{FIGURES_END}{prose_after}", encoding="utf-8")
+    bare = tmp_path / "bare.md"
+    bare.write_text("# Reliability\n\nOnly prose.\n", encoding="utf-8")
+
+    write_report(figures, page)
+    write_report(figures, bare)
+
+    written = page.read_text(encoding="utf-8")
+    assert written.startswith(prose_before + FIGURES_BEGIN) and written.endswith(FIGURES_END + prose_after)
+    assert "old figures" not in written and figures.summary() in written
+    assert bare.read_text(encoding="utf-8").startswith(f"# Reliability\n\nOnly prose.\n\n{FIGURES_HEADING}\n\n")
+    # The repository's own page has exactly one block, under its own heading.
+    own = REPORT.read_text(encoding="utf-8")
+    assert own.count(FIGURES_BEGIN) == own.count(FIGURES_END) == 1
+    assert own.index(FIGURES_HEADING) < own.index(FIGURES_BEGIN)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from bench.calls import count_calls, http_recording
-from tests.driver import Concierge, waha_message
+from concierge.ticks import ACK_DEVICE, ACK_READ, ACK_SERVER
+from tests.driver import Concierge, hotel_message, our_waha_id, waha_message
 
 
 def test_register_new_guest_is_one_read_one_transaction_and_one_send(concierge: Concierge) -> None:
@@ -65,8 +66,8 @@ def test_history_page_is_one_query(concierge: Concierge) -> None:
     assert calls == Counter({"DynamoDB.Query": 1})
 
 
-def test_sender_batch_of_ten_reads_once_and_updates_each(concierge: Concierge) -> None:
-    """Ten queued messages: 1 BatchGetItem, 10 UpdateItem and 10 sendText (plus the poller's SQS calls)."""
+def test_sender_batch_of_ten_reads_once_and_claims_and_records_each(concierge: Concierge) -> None:
+    """Ten queued messages: 1 BatchGetItem, 2 UpdateItem each (claim, outcome) and 10 sendText, no look-up."""
     for index in range(10):
         concierge.register(phone_number=f"08123456781{index}")
     poller = concierge.poller()
@@ -76,5 +77,45 @@ def test_sender_batch_of_ten_reads_once_and_updates_each(concierge: Concierge) -
 
     assert waha_calls.total == 10
     ours = Counter({op: n for op, n in calls.items() if op.startswith("DynamoDB.")})
-    assert ours == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.UpdateItem": 10})
+    assert ours == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.UpdateItem": 20})
     assert len(concierge.waha.sent_messages()) == 10
+
+
+def test_an_ack_is_one_query_and_one_conditional_write(concierge: Concierge) -> None:
+    """A delivery tick: the waha_ids index finds the message, one UpdateItem moves it forward (or not)."""
+    _, guest = concierge.register()
+    concierge.deliver_queued()
+    (welcome,) = concierge.conversation(guest["user_id"])
+
+    read = count_calls(lambda: concierge.ack(our_waha_id(welcome["id"]), ACK_READ))
+    late = count_calls(lambda: concierge.ack(our_waha_id(welcome["id"]), ACK_DEVICE))
+    server = count_calls(lambda: concierge.ack(our_waha_id(welcome["id"]), ACK_SERVER))
+
+    assert read == late == Counter({"DynamoDB.Query": 1, "DynamoDB.UpdateItem": 1})
+    assert server == Counter()
+
+
+def test_a_guest_message_still_costs_three_calls_beside_ticks_and_hotel_messages(concierge: Concierge) -> None:
+    """The webhook's budget for a guest's message holds now that acks and fromMe messages share the handler."""
+    concierge.register()
+    concierge.deliver_queued()
+
+    calls = count_calls(lambda: concierge.webhook(waha_message(text="Where is the gym?")))
+
+    assert calls == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+
+
+def test_the_hotels_own_messages_cost_one_query_when_echoed_and_three_calls_when_stored(
+    concierge: Concierge,
+) -> None:
+    """Our echo ends at the waha_ids Query; a message from the hotel's phone is read and written like a guest's,
+    with nothing queued."""
+    _, guest = concierge.register()
+    concierge.deliver_queued()
+    (welcome,) = concierge.conversation(guest["user_id"])
+
+    echo = count_calls(lambda: concierge.webhook(hotel_message(message_id=our_waha_id(welcome["id"], "NOWEB"))))
+    stored = count_calls(lambda: concierge.from_hotel("Your laundry is ready."))
+
+    assert echo == Counter({"DynamoDB.Query": 1})
+    assert stored == Counter({"DynamoDB.Query": 1, "DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1})

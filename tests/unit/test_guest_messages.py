@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 
 import pytest
@@ -25,8 +27,11 @@ def test_conversation_is_paginated_oldest_first(concierge: Concierge) -> None:
         if cursor is None:
             break
 
-    assert [m["role"] for m in seen] == ["System", "User", "System", "User", "System", "User", "System"]
+    # The welcome first; then the guest's three messages in order (with the auto-replies the conversation rules
+    # give them), exactly as one page of them all.
+    assert seen[0]["role"] == "System"
     assert [m["text"] for m in seen if m["role"] == "User"] == ["one", "two", "three"]
+    assert seen == concierge.conversation(guest["user_id"])
     assert [m["created_at"] for m in seen] == sorted(m["created_at"] for m in seen)
     assert set(seen[0]) >= {"id", "session_id", "role", "text", "created_at", "status"}
 
@@ -58,3 +63,58 @@ def test_cursor_of_another_guest_is_refused(concierge: Concierge) -> None:
     status, _ = concierge.history(second["user_id"], cursor=page["next_cursor"])
 
     assert status == 400
+
+
+@pytest.mark.parametrize(
+    "limit",
+    ["²", "٣", "¹⁰", "1" * 5000, " 5", "5 ", "+5", "-1", "5.0", "0x10", ""],
+    ids=[
+        "superscript",
+        "arabic-indic",
+        "superscripts",
+        "5000-digits",
+        "space-first",
+        "space-last",
+        "plus",
+        "minus",
+        "decimal",
+        "hex",
+        "empty",
+    ],
+)
+def test_a_limit_that_is_not_ascii_digits_is_400(concierge: Concierge, limit: str) -> None:
+    """Digits that str.isdigit() accepts but int() refuses (²) or reads as another script's digits are a 400,
+    as is a digit string too long for int()."""
+    _, guest = concierge.register()
+
+    status, body = concierge.history(guest["user_id"], limit=limit)
+
+    assert status == 400, body
+    assert body["error"] == "bad_request" and body["details"] == [{"field": "limit"}]
+
+
+def test_a_cursor_of_deeply_nested_json_is_400(concierge: Concierge) -> None:
+    """A cursor that decodes to 1,000 nested arrays is refused before json recurses into it."""
+    _, guest = concierge.register()
+    cursor = base64.urlsafe_b64encode(b"[" * 1000 + b"]" * 1000).decode().rstrip("=")
+
+    status, body = concierge.history(guest["user_id"], cursor=cursor)
+
+    assert status == 400 and body["details"] == [{"field": "cursor"}]
+
+
+@pytest.mark.parametrize(
+    "sort_key",
+    ["MSG#\ud800", "MSG#" + "x" * 2000],
+    ids=["lone-surrogate", "longer-than-a-sort-key"],
+)
+def test_a_cursor_whose_sort_key_dynamodb_would_refuse_is_400(concierge: Concierge, sort_key: str) -> None:
+    """A cursor of the right shape whose sort key is not a key DynamoDB accepts (not UTF-8, over 1,024 bytes)
+    is refused by us, not by DynamoDB as a server error."""
+    _, guest = concierge.register()
+    plain = json.dumps({"pk": f"USER#{guest['user_id']}", "sk": sort_key}).encode()
+    cursor = base64.urlsafe_b64encode(plain).decode().rstrip("=")
+
+    status, body = concierge.history(guest["user_id"], cursor=cursor)
+
+    assert status == 400 and body["details"] == [{"field": "cursor"}]

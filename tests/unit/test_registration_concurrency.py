@@ -89,7 +89,10 @@ def test_messages_during_re_registration_land_in_exactly_one_session_before_it_e
 
     results = at_once(calls)
 
-    assert [result for result in results if isinstance(result, Exception)] == []
+    # A registration may lose every attempt to the messages and answer 409; a message is never lost.
+    assert [result for result in results if isinstance(result, Exception | RegistrationConflict)] == [
+        result for result in results if isinstance(result, RegistrationConflict)
+    ]
     items = table_items(shared_table)
     _assert_one_active_session_named_by_the_lookup(items)
     sessions = {item["session_id"]: item for item in items if item.get("type") == "ChatSession"}
@@ -100,5 +103,5 @@ def test_messages_during_re_registration_land_in_exactly_one_session_before_it_e
         session = sessions[message["session_id"]]
         assert message["created_at"] >= session["start"]
         if not session["is_active"]:
-            assert session["end"] >= message["created_at"], "a session closed before a message stored in it"
+            assert session["end"] >= message["created_at"], f"closed before a message stored in it: {session} {message}"
     assert all(item["pk"].startswith(keys.user_partition("")) or item.get("type") != "Message" for item in items)

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
+import urllib3
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
 
+from bench.calls import http_recording
+from concierge import outbox, store, waha
+from concierge.delivery import Batch, DeliveryFailed, waha_message_id
+from devstack.waha_sim import WahaSimulator
 from tests.conftest import forget_cached_clients, lambda_context
 from tests.driver import Concierge
 from tests.lambda_events import sqs_event
@@ -47,7 +60,7 @@ def test_after_max_receives_the_message_is_failed_with_reason_and_in_the_dlq(con
 
     assert handled == 5  # maxReceiveCount from template.yaml
     (welcome,) = concierge.conversation(guest["user_id"])
-    assert welcome["status"] == "FAILED" and welcome["error"] == "WAHA answered 500"
+    assert welcome["status"] == "FAILED" and welcome["error"].startswith("WAHA answered 500")
     assert concierge.queue_depth("OutboundQueue") == 0
     assert concierge.queue_depth("OutboundDeadLetterQueue") == 1
     (outbox_entry,) = [m for m in concierge.items_of_type("Message")]
@@ -117,8 +130,6 @@ def test_records_wait_when_the_invocation_is_about_to_time_out(concierge: Concie
 
 def test_waha_api_key_is_sent_when_configured(concierge: Concierge, monkeypatch: pytest.MonkeyPatch) -> None:
     """With WAHA_API_KEY set, sendText carries X-Api-Key, which a key-protected WAHA requires."""
-    from devstack.waha_sim import WahaSimulator
-
     with WahaSimulator(api_key="waha-secret") as protected:
         monkeypatch.setenv("WAHA_HOST", protected.url)
         monkeypatch.setenv("WAHA_API_KEY", "waha-secret")
@@ -136,3 +147,321 @@ def test_foreign_records_go_back_to_the_queue(concierge: Concierge) -> None:
     result = _send(concierge, _receive(concierge))
 
     assert len(result["batchItemFailures"]) == 1
+
+
+# --- exactly one send, without trusting WAHA to drop a repeated id --------------------------------------------
+
+
+@pytest.fixture
+def repeats_accepted(concierge: Concierge) -> Iterator[Concierge]:
+    """The simulator sends a repeated pre-generated id again, as real WAHA may: only our claim can stop it."""
+    concierge.waha.set_repeated_ids("accept")
+    yield concierge
+    concierge.waha.set_repeated_ids("accept")
+
+
+def _records(concierge: Concierge, messages: list[dict]) -> list[dict]:
+    return sqs_event(messages, concierge.resources.queue_arns["OutboundQueue"])["Records"]
+
+
+def _batch(concierge: Concierge, messages: list[dict]) -> Batch:
+    """What one sender invocation holds after its BatchGetItem."""
+    return Batch(_records(concierge, messages), lambda: 30_000)
+
+
+def _queue_twice(concierge: Concierge, message: dict) -> list[dict]:
+    """A second record for the same message, as the sweeper leaves when a queueing only looked failed."""
+    concierge.sqs.send_message(QueueUrl=concierge.resources.outbound_queue_url, MessageBody=message["Body"])
+    return [message, *_receive(concierge)]
+
+
+def _welcome(concierge: Concierge) -> dict:
+    (welcome,) = concierge.items_of_type("Message")
+    return welcome
+
+
+def test_one_message_queued_twice_in_one_batch_is_sent_once(repeats_accepted: Concierge) -> None:
+    """Two records of one message in one batch (read once as PENDING): the second finds it claimed and SENT."""
+    repeats_accepted.register()
+    twice = _queue_twice(repeats_accepted, *_receive(repeats_accepted))
+
+    result = _send(repeats_accepted, twice)
+
+    assert len(twice) == 2 and result == {"batchItemFailures": []}
+    assert len(repeats_accepted.waha.sent_messages()) == 1
+    assert _welcome(repeats_accepted)["status"] == "SENT"
+
+
+def test_a_sender_holding_a_stale_read_does_not_send_again(repeats_accepted: Concierge) -> None:
+    """Two senders both read the message PENDING; the one that comes second finds it SENT and sends nothing."""
+    repeats_accepted.register()
+    first_record, second_record = _queue_twice(repeats_accepted, *_receive(repeats_accepted))
+    first, second = _batch(repeats_accepted, [first_record]), _batch(repeats_accepted, [second_record])
+
+    outcomes = [first.deliver(_records(repeats_accepted, [first_record])[0])]
+    outcomes.append(second.deliver(_records(repeats_accepted, [second_record])[0]))
+
+    assert outcomes == ["sent", "already_sent"]
+    assert len(repeats_accepted.waha.sent_messages()) == 1
+
+
+def test_while_one_sender_waits_for_waha_another_does_not_send(
+    concierge: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second sender arriving while the first is inside sendText hands its record back; WAHA gets one message."""
+    with WahaSimulator(latency_seconds=1.0, repeated_ids="accept") as slow_waha:
+        monkeypatch.setenv("WAHA_HOST", slow_waha.url)
+        forget_cached_clients()
+        concierge.register()
+        first_record, second_record = _queue_twice(concierge, *_receive(concierge))
+        first, second = _batch(concierge, [first_record]), _batch(concierge, [second_record])
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sending = pool.submit(first.deliver, _records(concierge, [first_record])[0])
+            _wait_until(lambda: slow_waha.sent_messages() != [])
+            with pytest.raises(DeliveryFailed, match="another sender"):
+                second.deliver(_records(concierge, [second_record])[0])
+            assert sending.result() == "sent"
+
+        assert len(slow_waha.sent_messages()) == 1
+        assert _welcome(concierge)["status"] == "SENT"
+        # The handed-back record waits out the lease instead of coming straight back.
+        assert _receive(concierge) == []
+
+
+def test_send_that_timed_out_is_found_in_waha_and_not_sent_again(
+    repeats_accepted: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WAHA sent the message but answered too late: the retry finds our id in the chat and only records SENT."""
+    monkeypatch.setattr("concierge.waha.READ_TIMEOUT_SECONDS", 0.2)
+    forget_cached_clients()
+    repeats_accepted.waha.set_fault("slow")
+    repeats_accepted.register()
+    (record,) = _receive(repeats_accepted)
+
+    timed_out = _send(repeats_accepted, [record])
+    repeats_accepted.waha.set_fault("ok")
+    retried = _send(repeats_accepted, [record])
+
+    assert len(timed_out["batchItemFailures"]) == 1 and retried == {"batchItemFailures": []}
+    (sent,) = repeats_accepted.waha.sent_messages()
+    welcome = _welcome(repeats_accepted)
+    assert welcome["status"] == "SENT" and welcome["waha_message_id"] == sent["id"]
+    assert "last_error" not in welcome and welcome["attempts"] == 2
+
+
+def test_send_answered_500_after_waha_sent_it_is_not_sent_again(repeats_accepted: Concierge) -> None:
+    """A 5xx may come after the message left (WAHA's engine, a proxy's timeout): the retry looks before sending."""
+    repeats_accepted.waha.set_fault("sent500")
+    _, guest = repeats_accepted.register()
+    (record,) = _receive(repeats_accepted)
+
+    failed = _send(repeats_accepted, [record])
+    repeats_accepted.waha.set_fault("ok")
+    retried = _send(repeats_accepted, [record])
+
+    assert len(failed["batchItemFailures"]) == 1 and retried == {"batchItemFailures": []}
+    assert len(repeats_accepted.waha.sent_messages()) == 1
+    (welcome,) = repeats_accepted.conversation(guest["user_id"])
+    assert welcome["status"] == "SENT"
+
+
+def test_send_refused_with_4xx_is_retried_without_a_look_up(
+    repeats_accepted: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4xx means WAHA sent nothing: the retry sends straight away (one sendText each, no chat look-up)."""
+    monkeypatch.setenv("WAHA_API_KEY", "not-the-key")
+    forget_cached_clients()
+    with WahaSimulator(api_key="the-key") as protected:
+        monkeypatch.setenv("WAHA_HOST", protected.url)
+        forget_cached_clients()
+        repeats_accepted.register()
+        (record,) = _receive(repeats_accepted)
+        refused = _send(repeats_accepted, [record])
+        monkeypatch.setenv("WAHA_API_KEY", "the-key")
+
+        with http_recording(protected.url) as waha_calls:
+            retried = _send(repeats_accepted, [record])
+
+        assert len(refused["batchItemFailures"]) == 1 and retried == {"batchItemFailures": []}
+        assert waha_calls.total == 1 and len(protected.sent_messages()) == 1
+
+
+def test_outcome_unknown_and_waha_cannot_list_the_chat_sends_nothing(
+    repeats_accepted: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When WAHA cannot say whether it has the message, nothing is sent; the message waits, still PENDING."""
+    monkeypatch.setattr("concierge.waha.READ_TIMEOUT_SECONDS", 0.2)
+    forget_cached_clients()
+    repeats_accepted.waha.set_fault("slow")
+    _, guest = repeats_accepted.register()
+    (record,) = _receive(repeats_accepted)
+    _send(repeats_accepted, [record])
+
+    repeats_accepted.waha.set_fault("error500")
+    result = _send(repeats_accepted, [record])
+
+    assert len(result["batchItemFailures"]) == 1
+    assert len(repeats_accepted.waha.sent_messages()) == 1
+    (welcome,) = repeats_accepted.conversation(guest["user_id"])
+    assert welcome["status"] == "PENDING" and "look-up" in welcome["error"]
+
+
+@pytest.mark.parametrize("reached_waha", [True, False])
+def test_claim_whose_lease_ran_out_is_taken_over_after_a_look_in_waha(
+    repeats_accepted: Concierge, reached_waha: bool
+) -> None:
+    """A sender died holding the claim; once its lease is over the next one takes over and WAHA ends with one."""
+    repeats_accepted.register()
+    (record,) = _receive(repeats_accepted)
+    welcome = _welcome(repeats_accepted)
+    _leave_claimed(repeats_accepted, welcome, lease_until=datetime.now(UTC) - timedelta(seconds=1))
+    if reached_waha:
+        _send_as_the_dead_sender(repeats_accepted.waha, welcome)
+
+    result = _send(repeats_accepted, [record])
+
+    assert result == {"batchItemFailures": []}
+    assert len(repeats_accepted.waha.sent_messages()) == 1
+    after = _welcome(repeats_accepted)
+    assert after["status"] == "SENT" and "claim_owner" not in after and "lease_until" not in after
+
+
+def test_claim_whose_lease_is_running_is_left_alone(repeats_accepted: Concierge) -> None:
+    """A record for a message another sender holds goes back to the queue untouched until the lease ends."""
+    repeats_accepted.register()
+    (record,) = _receive(repeats_accepted)
+    _leave_claimed(repeats_accepted, _welcome(repeats_accepted), lease_until=datetime.now(UTC) + timedelta(minutes=1))
+
+    result = _send(repeats_accepted, [record])
+
+    assert len(result["batchItemFailures"]) == 1 and repeats_accepted.waha.sent_messages() == []
+    assert _welcome(repeats_accepted)["claim_owner"] == "a-sender-that-died"
+
+
+def _leave_claimed(concierge: Concierge, message: dict, lease_until: datetime) -> None:
+    """The row as a sender leaves it when it dies between its claim and its outcome."""
+    concierge.dynamodb.update_item(
+        TableName=concierge.resources.table_name,
+        Key=store.to_item({"pk": message["pk"], "sk": message["sk"]}),
+        UpdateExpression="SET #status = :sending, claim_owner = :owner, lease_until = :lease, attempts = :one",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues=store.to_item(
+            {
+                ":sending": "SENDING",
+                ":owner": "a-sender-that-died",
+                ":lease": store.iso(lease_until),
+                ":one": 1,
+            }
+        ),
+    )
+
+
+def _send_as_the_dead_sender(waha: WahaSimulator, message: dict) -> None:
+    body = {"chatId": message["chat_id"], "text": message["text"], "session": "default"}
+    body["id"] = waha_message_id(message["message_id"])
+    response = urllib3.request("POST", f"{waha.url}/api/sendText", json=body)
+    assert response.status == 201
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+# --- records whose row is not (yet) there ---------------------------------------------------------------------
+
+
+def _queue_unwritten(concierge: Concierge) -> store.StoredMessage:
+    """A reply whose key is queued (callers queue before they commit) but whose row is not written yet."""
+    message = store.StoredMessage(
+        user_id=str(uuid.uuid4()),
+        message_id=str(uuid.uuid4()),
+        session_id=str(uuid.uuid4()),
+        role="System",
+        text="Terima kasih atas pesan Anda.",
+        created_at=store.iso(datetime.now(UTC)),
+        status=store.PENDING,
+        chat_id="6281234567890@c.us",
+        queued=True,
+    )
+    concierge.sqs.send_message(QueueUrl=concierge.resources.outbound_queue_url, MessageBody=outbox.body(message.key))
+    return message
+
+
+def test_record_that_arrives_before_its_row_commits_is_sent_once_the_row_is_there(concierge: Concierge) -> None:
+    """A young record whose row is missing goes back to the queue; once the row is committed it is sent."""
+    message = _queue_unwritten(concierge)
+    (record,) = _receive(concierge)
+
+    early = _send(concierge, [record])
+    concierge.dynamodb.put_item(TableName=concierge.resources.table_name, Item=store.to_item(message.item()))
+    later = _send(concierge, [record])
+
+    assert len(early["batchItemFailures"]) == 1 and later == {"batchItemFailures": []}
+    (sent,) = concierge.waha.sent_messages()
+    assert sent["body"]["id"] == waha_message_id(message.message_id)
+
+
+def test_old_record_whose_row_never_committed_is_dropped(concierge: Concierge) -> None:
+    """A record for a row that was never written (its transaction was cancelled) is dropped once it is old."""
+    _queue_unwritten(concierge)
+    (record,) = _receive(concierge)
+    record["Attributes"]["SentTimestamp"] = str(int((time.time() - 600) * 1000))
+
+    result = _send(concierge, [record])
+
+    assert result == {"batchItemFailures": []} and concierge.waha.sent_messages() == []
+
+
+# --- WAHA's API key -------------------------------------------------------------------------------------------
+
+
+def test_rotated_waha_api_key_is_used_once_the_cached_one_is_five_minutes_old(
+    concierge: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key in SSM is rotated: within five minutes the sender uses the new key, without a new container."""
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/concierge/test/waha-api-key", Type="SecureString", Value="key-before")
+    monkeypatch.setenv("WAHA_API_KEY_PARAM", "/concierge/test/waha-api-key")
+    parameters.clear_caches()
+    with WahaSimulator(api_key="key-before") as protected:
+        monkeypatch.setenv("WAHA_HOST", protected.url)
+        forget_cached_clients()
+        concierge.register()
+        concierge.deliver_queued()
+        pool = waha.client().pool
+
+        ssm.put_parameter(Name="/concierge/test/waha-api-key", Value="key-after", Overwrite=True)
+        protected.set_api_key("key-after")
+        monkeypatch.setattr(parameters_base, "datetime", _Later(timedelta(minutes=5, seconds=1)))
+        concierge.register(phone_number="081234567891")
+        result = _send(concierge, _receive(concierge))
+
+        assert result == {"batchItemFailures": []}
+        assert len(protected.sent_messages()) == 2
+        assert waha.client().pool is pool
+    parameters.clear_caches()
+
+
+class _Later:
+    """The clock Powertools' parameter cache reads, moved forward."""
+
+    def __init__(self, ahead: timedelta) -> None:
+        self._ahead = ahead
+
+    def now(self, tz: object = None) -> datetime:
+        # Naive local time, as the cache compares.
+        return datetime.now() + self._ahead
+
+
+def test_waha_ids_match_our_pre_generated_id_with_or_without_the_chat_prefix() -> None:
+    """WEBJS spells an id `true_<chat>_<ID>`, NOWEB and GOWS the bare `<ID>`; both are our message, others not."""
+    ours = "0A1B2C3D4E5F60718293A4B5C6D7E8F9"
+
+    assert waha.is_pre_generated(f"true_6281234567890@c.us_{ours}", ours)
+    assert waha.is_pre_generated(ours, ours)
+    assert not waha.is_pre_generated(f"true_6281234567890@c.us_X{ours}", ours)
+    assert not waha.is_pre_generated(f"true_6281234567890@c.us_{ours}0", ours)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from devstack.template import REPO_ROOT, functions, load_template, resource_properties
 
 
@@ -53,3 +57,92 @@ def test_only_the_webhook_is_open_without_an_api_key() -> None:
                 open_routes.append(event["Properties"]["Path"])
 
     assert open_routes == ["/api/v1/waha/webhook"]
+
+
+# The stack's share of the account's concurrency (docs/architecture.md, Security). An account starts with 1,000 and
+# Lambda keeps 100 of them unreserved, so reservations beyond 900 fail the deployment; ours stay far below.
+CONCURRENCY_BUDGET = 100
+
+
+def test_every_function_has_a_reserved_concurrency_within_the_budget() -> None:
+    """A flood (forged webhooks, a runaway client) can use up only its function's share of the account."""
+    specs = functions()
+    reserved = {logical_id: spec.reserved_concurrency for logical_id, spec in specs.items()}
+
+    assert all(isinstance(limit, int) and limit >= 1 for limit in reserved.values()), reserved
+    assert sum(reserved.values()) <= CONCURRENCY_BUDGET, reserved
+
+
+def test_an_sqs_consumer_reserves_at_least_its_maximum_concurrency() -> None:
+    """Lambda throttles an SQS poller whose function may not run as many copies as its MaximumConcurrency asks."""
+    for spec in functions().values():
+        for event in spec.events.values():
+            scaling = event.get("Properties", {}).get("ScalingConfig", {})
+            if event["Type"] == "SQS" and "MaximumConcurrency" in scaling:
+                assert spec.reserved_concurrency >= scaling["MaximumConcurrency"], spec.logical_id
+
+
+def test_every_route_without_an_api_key_has_a_stage_throttle_of_its_own() -> None:
+    """The webhook has no usage plan behind it (no API key): its method settings limit it, whoever calls."""
+    from devstack.api import api_routes
+    from devstack.throttling import Throttles
+
+    template = load_template()
+    open_routes = [route for route in api_routes(template) if not route.api_key_required]
+
+    assert open_routes
+    for route in open_routes:
+        throttles = Throttles.of_api(resource_properties(route.api_id, template))
+        for method in route.methods:
+            limit = throttles.method_limit(route.path, method)
+            assert limit is not None, (route.path, method)
+            rate, burst = limit
+            assert 0 < rate <= 100 and 0 < burst <= 200, (route.path, limit)
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status"),
+    [
+        ("INVALID_API_KEY", 403),
+        ("MISSING_AUTHENTICATION_TOKEN", 404),
+        ("THROTTLED", 429),
+        ("QUOTA_EXCEEDED", 429),
+        ("DEFAULT_4XX", 400),
+        ("DEFAULT_5XX", 502),
+    ],
+)
+def test_api_gateways_own_answers_use_our_error_format(response_type: str, status: int) -> None:
+    """A missing key, an unknown route, throttling or a failed integration answer {"error", "message", "details"}
+    as our functions do, rendered from the template's GatewayResponses as API Gateway renders them."""
+    from devstack.gateway_responses import GatewayResponses
+
+    responses = resource_properties("ConciergeApi")["GatewayResponses"]
+    assert response_type in responses
+
+    answer = GatewayResponses(responses).answer(response_type, message='API Gateway\'s "own" message', status=status)
+
+    body = json.loads(answer.body)
+    assert answer.status == status
+    assert set(body) == {"error", "message", "details"}
+    assert isinstance(body["error"], str) and body["error"].islower() and " " not in body["error"]
+    assert isinstance(body["message"], str) and body["message"]
+    assert body["details"] == []
+
+
+def test_the_readme_shows_sam_local_invoke_with_every_sample_event() -> None:
+    """Each function's sample event (events/<its folder>.json) is in the README's `sam local invoke` lines."""
+    readme = (REPO_ROOT / "README.md").read_text()
+
+    for logical_id, spec in functions().items():
+        assert (REPO_ROOT / "events" / f"{spec.code_dir.name}.json").is_file(), logical_id
+        assert f"-e events/{spec.code_dir.name}.json {logical_id}" in readme, logical_id
+
+
+def test_the_security_section_states_the_reserved_concurrency_in_force() -> None:
+    """docs/architecture.md gives the total the template reserves (and each function's figure)."""
+    specs = functions()
+    architecture = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    total = sum(spec.reserved_concurrency or 0 for spec in specs.values())
+
+    assert f"Together {total} of the account's concurrency" in architecture
+    assert all(logical_id in architecture for logical_id in specs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import socket
 import threading
@@ -279,24 +280,51 @@ def test_unknown_session_answers_422_and_records_nothing(sim: WahaSimulator, htt
     assert sim.sent_messages() == []
 
 
-def test_pre_generated_id_sent_twice_is_answered_twice_but_recorded_once(
-    sim: WahaSimulator, http: urllib3.PoolManager
-) -> None:
-    """Resending a pre-generated id gets the same 201 message, and sent_messages() counts it once."""
+def test_pre_generated_id_sent_twice_is_sent_twice_by_default(sim: WahaSimulator, http: urllib3.PoolManager) -> None:
+    """WAHA does not promise to drop a repeated pre-generated id, so by default the simulator sends it again."""
     # GIVEN a sendText carrying a pre-generated id
     body = {**VALID, "id": "AAAAAAAAAAAAAAAAAAAA"}
-    # WHEN it is sent twice (a retry after a lost answer), and once more to another chat
-    first = send_text(http, sim, body)
-    second = send_text(http, sim, body)
-    other_chat = send_text(http, sim, {**body, "chatId": "6289876543210@c.us"})
+    # WHEN it is sent twice (a retry after a lost answer)
+    first, second = send_text(http, sim, body), send_text(http, sim, body)
+    # THEN both are accepted under the same id, and WhatsApp got the message twice
+    assert first.status == second.status == 201
+    assert first.json()["id"] == second.json()["id"] == "true_6281234567890@c.us_AAAAAAAAAAAAAAAAAAAA"
+    assert [sent["id"] for sent in sim.sent_messages()] == [first.json()["id"]] * 2
+    assert sim.repeated_ids == "accept"
+
+
+@pytest.mark.parametrize("switch", ["constructor", "method", "endpoint"])
+def test_repeated_ids_can_be_dropped_as_whatsapp_keying_by_id_would(http: urllib3.PoolManager, switch: str) -> None:
+    """In "drop" mode a repeated pre-generated id gets the first message back and is recorded once per chat."""
+    # GIVEN a simulator dropping repeats, set by constructor, by method, or through /api/sim/repeated-ids
+    with WahaSimulator(repeated_ids="drop" if switch == "constructor" else "accept") as sim:
+        if switch == "method":
+            sim.set_repeated_ids("drop")
+        if switch == "endpoint":
+            answer = http.request("POST", f"{sim.url}/api/sim/repeated-ids", json={"mode": "drop"})
+            assert (answer.status, answer.json()) == (200, {"mode": "drop"})
+        body = {**VALID, "id": "AAAAAAAAAAAAAAAAAAAA"}
+        # WHEN it is sent twice, and once more to another chat
+        first = send_text(http, sim, body)
+        second = send_text(http, sim, body)
+        other_chat = send_text(http, sim, {**body, "chatId": "6289876543210@c.us"})
+        sent = sim.sent_messages()
     # THEN both answers are the same message, and only distinct messages are recorded
     assert first.status == second.status == other_chat.status == 201
     assert first.json() == second.json()
-    assert first.json()["id"] == "true_6281234567890@c.us_AAAAAAAAAAAAAAAAAAAA"
-    assert [sent["id"] for sent in sim.sent_messages()] == [
+    assert [message["id"] for message in sent] == [
         "true_6281234567890@c.us_AAAAAAAAAAAAAAAAAAAA",
         "true_6289876543210@c.us_AAAAAAAAAAAAAAAAAAAA",
     ]
+
+
+def test_bad_repeated_id_settings_are_refused(sim: WahaSimulator, http: urllib3.PoolManager) -> None:
+    """Unknown repeated-id modes raise (constructor, method) or answer 400 (endpoint)."""
+    with pytest.raises(ValueError, match="repeated_ids"):
+        WahaSimulator(repeated_ids="sometimes")
+    with pytest.raises(ValueError, match="unknown repeated-id mode"):
+        sim.set_repeated_ids("sometimes")
+    assert http.request("POST", f"{sim.url}/api/sim/repeated-ids", json={"mode": "sometimes"}).status == 400
 
 
 def test_sends_without_id_are_never_merged(sim: WahaSimulator, http: urllib3.PoolManager) -> None:
@@ -493,6 +521,72 @@ def test_context_manager_stops_serving_on_exit(http: urllib3.PoolManager) -> Non
         http.request("GET", f"{url}/api/sessions/default")
 
 
+# --- a chat's messages ------------------------------------------------------------------------------
+
+
+def chat_messages(http: urllib3.PoolManager, sim: WahaSimulator, query: str, chat: str = VALID["chatId"], **kw: Any):
+    return http.request("GET", f"{sim.url}/api/default/chats/{chat.replace('@', '%40')}/messages?{query}", **kw)
+
+
+def test_chat_messages_lists_what_was_sent_and_received_newest_first(http: urllib3.PoolManager) -> None:
+    """GET /api/{session}/chats/{chatId}/messages lists the chat's WAMessages, newest first, limited."""
+    # GIVEN a chat with a guest's message and two sends, and a send to another chat
+    with Receiver() as receiver, WahaSimulator(webhook_url=receiver.url) as sim:
+        sim.deliver_inbound("081234567890", "Hello")
+        first = send_text(http, sim, {**VALID, "id": "A" * 20}).json()
+        second = send_text(http, sim, {**VALID, "text": "Second", "id": "B" * 20}).json()
+        send_text(http, sim, {**VALID, "chatId": "6289876543210@c.us"})
+        # WHEN the chat is listed in several ways
+        everything = chat_messages(http, sim, "limit=10&downloadMedia=false").json()
+        ours = chat_messages(http, sim, "limit=10&filter.fromMe=true&sortOrder=asc").json()
+        newest = chat_messages(http, sim, "limit=1").json()
+        paged = chat_messages(http, sim, "limit=1&offset=1&filter.fromMe=true").json()
+        future = chat_messages(http, sim, f"limit=10&filter.timestamp.gte={int(time.time()) + 60}").json()
+    # THEN they are the chat's messages only, filtered, sorted and paged as asked
+    assert len(everything) == 3 and [message["fromMe"] for message in everything].count(False) == 1
+    assert [message["id"] for message in ours] == [first["id"], second["id"]]
+    assert len(newest) == 1 and paged == [first] and future == []
+
+
+def test_chat_messages_checks_its_query_key_and_session(sim: WahaSimulator, http: urllib3.PoolManager) -> None:
+    """A missing limit, a bad boolean or enum, or an unknown parameter is a 400; another session is a 422."""
+    # GIVEN / WHEN bad queries and an unknown session
+    no_limit = chat_messages(http, sim, "downloadMedia=false")
+    bad = chat_messages(http, sim, "limit=ten&filter.fromMe=yes&sortOrder=up&colour=blue")
+    other_session = http.request("GET", f"{sim.url}/api/other/chats/{VALID['chatId']}/messages?limit=1")
+    # THEN each is refused, naming the problems
+    assert no_limit.status == 400 and no_limit.json()["message"] == ["limit must be a number"]
+    assert bad.status == 400 and len(bad.json()["message"]) == 4
+    assert other_session.status == 422
+
+
+def test_chat_messages_needs_the_api_key_and_follows_faults(http: urllib3.PoolManager) -> None:
+    """With an API key configured the list needs it; under "error500" it fails like sendText."""
+    with WahaSimulator(api_key="secret") as sim:
+        without_key = chat_messages(http, sim, "limit=1")
+        with_key = chat_messages(http, sim, "limit=1", headers={"X-Api-Key": "secret"})
+        sim.set_fault("error500")
+        failing = chat_messages(http, sim, "limit=1", headers={"X-Api-Key": "secret"})
+    assert (without_key.status, with_key.status, failing.status) == (401, 200, 500)
+    assert with_key.json() == []
+
+
+def test_logs_mask_phone_numbers(http: urllib3.PoolManager, caplog: pytest.LogCaptureFixture) -> None:
+    """The simulator's own log holds no full phone number: sends, repeats, chat lists, request lines, webhooks."""
+    # GIVEN the simulator logging everything
+    caplog.set_level(logging.DEBUG, logger="devstack.waha_sim")
+    with Receiver() as receiver, WahaSimulator(webhook_url=receiver.url, repeated_ids="drop") as sim:
+        # WHEN it sends (twice with one id), lists the chat and posts a guest's message
+        send_text(http, sim, {**VALID, "id": "A" * 20})
+        send_text(http, sim, {**VALID, "id": "A" * 20})
+        chat_messages(http, sim, "limit=5")
+        sim.deliver_inbound("081234567890", "Hello")
+    # THEN no log line holds the number, and the masked form shows
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines and not [line for line in lines if "81234567890" in line]
+    assert any("*******7890" in line for line in lines)
+
+
 # --- inbound webhooks ----------------------------------------------------------------------------------
 
 
@@ -613,14 +707,16 @@ def test_every_docs_send_text_example_is_accepted(sim: WahaSimulator, http: urll
 
 @needs_shared_reference
 def test_answers_and_webhooks_validate_against_waha_openapi(sim: WahaSimulator, http: urllib3.PoolManager) -> None:
-    """sendText's answer is a WAMessage, the session a SessionInfo, the webhook a WAHAWebhookMessage."""
-    # GIVEN the simulator's three documents
+    """sendText's answer and a chat's list hold WAMessages; sessions are SessionInfo, webhooks WAHAWebhookMessage."""
+    # GIVEN the simulator's documents
     message = send_text(http, sim, VALID).json()
     session = http.request("GET", f"{sim.url}/api/sessions/default").json()
+    (listed,) = chat_messages(http, sim, "limit=10").json()
     with Receiver() as receiver:
         WahaSimulator(webhook_url=receiver.url).deliver_inbound("081234567890", "Hello")
     envelope = receiver.received[0].envelope
     # WHEN / THEN each validates against WAHA's own schema
-    for name, document in (("WAMessage", message), ("SessionInfo", session), ("WAHAWebhookMessage", envelope)):
+    documents = (("WAMessage", message), ("WAMessage", listed), ("SessionInfo", session))
+    for name, document in (*documents, ("WAHAWebhookMessage", envelope)):
         errors = [error.message for error in openapi_validator(name).iter_errors(document)]
         assert errors == [], f"{name}: {errors}"

@@ -101,7 +101,7 @@ def test_redelivered_event_is_stored_and_answered_once(concierge: Concierge, gue
         (waha_message(chat_id="120363000000000000@g.us", participant="6281234567890@c.us"), "group"),
         (waha_message(chat_id="status@broadcast"), "broadcast"),
         (waha_message(chat_id="120363000000000000@newsletter"), "channel"),
-        ({"event": "session.status", "session": "default", "payload": {"status": "WORKING"}}, "event"),
+        ({"event": "presence.update", "session": "default", "payload": {"id": "6281234567890@c.us"}}, "event"),
         ({"event": "message.ack", "session": "default", "payload": {"id": "x", "from": "1@c.us", "ack": 3}}, "ack"),
     ],
 )

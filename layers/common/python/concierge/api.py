@@ -53,7 +53,7 @@ def create_resolver() -> APIGatewayRestResolver:
 
     @app.not_found
     def _not_found(_: Exception) -> Response:
-        return json_response(404, {"error": "not_found", "message": "no such route"})
+        return json_response(404, {"error": "not_found", "message": "no such route", "details": []})
 
     return app
 

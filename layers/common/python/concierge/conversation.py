@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -15,7 +17,7 @@ from concierge.config import conversation_settings, settings
 
 if TYPE_CHECKING:
     # Only for annotations: importing it would build the webhook's pydantic models in every importer.
-    from concierge.webhook_events import GuestMessage
+    from concierge.webhook_events import GuestMessage, HotelMessage
 
 logger = Logger(child=True)
 
@@ -27,7 +29,7 @@ class Outcome(StrEnum):
     NO_ACTIVE_SESSION = "no_active_session"
 
 
-def _resolve_phone(message: GuestMessage) -> str | None:
+def _resolve_phone(message: GuestMessage | HotelMessage) -> str | None:
     if message.phone_e164:
         return message.phone_e164
     if message.lid:
@@ -49,7 +51,10 @@ def policy() -> auto_replies.Policy:
     return auto_replies.Policy(cooldown=timedelta(minutes=config.auto_reply_cooldown_minutes), business_hours=hours)
 
 
-def receive(message: GuestMessage, attempts: int = 4) -> Outcome:
+RECEIVE_ATTEMPTS = 6
+
+
+def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
     """Stores the guest's message once per WAHA message, with the bot's reply when one is due, and queues it.
 
     One read of two items (the phone's lookup: guest, active session and the bot's memory of the stay;
@@ -133,6 +138,8 @@ def receive(message: GuestMessage, attempts: int = 4) -> Outcome:
         # A new check-in replaced the session, or another message changed the bot's memory, between
         # our read and write: decide again on what is there now.
         logger.info("the guest's stay changed while the message was stored; retrying", extra={"user_id": user_id})
+        # Jitter spreads the guest's racing messages apart.
+        time.sleep(random.uniform(0, 0.005 * 2 ** (RECEIVE_ATTEMPTS - attempts)))  # noqa: S311 - not a secret
         return receive(message, attempts - 1)
     logger.info(
         "guest message stored",
@@ -183,3 +190,89 @@ def _opt_out_on_profile(user_id: str, opted_out: bool, at: str) -> dict:
         {":opted_out": opted_out, ":at": at},
         "attribute_exists(pk)",
     )
+
+
+# --- the hotel writing from its own WhatsApp -------------------------------------------------------
+
+
+class HotelOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    UNKNOWN_GUEST = "unknown_guest"
+    NO_ACTIVE_SESSION = "no_active_session"
+    # WAHA echoes our own sends on message.any too: they are stored already.
+    OUR_OWN_SEND = "ignored"
+
+    @property
+    def reason(self) -> str | None:
+        return "one of our own sends, echoed by WAHA" if self is HotelOutcome.OUR_OWN_SEND else None
+
+
+def record_from_hotel(message: HotelMessage, attempts: int = 3) -> HotelOutcome:
+    """Stores a message the hotel wrote from its own WhatsApp (phone, WAHA's dashboard) as staff's, once.
+
+    Our own sends come back the same way, so first one Query on the `waha_ids` index by the message's
+    bare id: found, it is an echo and nothing is written. Then, as for a guest's message, one read of the
+    dedupe marker and the phone's lookup, and one transaction: the marker (condition: new) with the staff
+    message, the session's activity and the handoff (staff.record_hotel_message). Nothing is queued or
+    answered: the message is already in WhatsApp, and the bot never replies to the hotel.
+    """
+    # Imported here: of the webhook's flows, only the hotel's own messages need these.
+    from concierge import ticks
+
+    if ticks.find_sent(message.bare_id) is not None:
+        logger.info("our own message, echoed by WAHA, ignored")
+        return HotelOutcome.OUR_OWN_SEND
+    return _store_hotel_message(message, attempts)
+
+
+def _store_hotel_message(message: HotelMessage, attempts: int) -> HotelOutcome:
+    from concierge import staff
+
+    e164 = _resolve_phone(message)
+    marker_key = keys.waha_event(message.waha_session, message.waha_message_id)
+    phone_key = keys.phone(e164) if e164 else None
+    found = store.get_many([marker_key, phone_key] if phone_key else [marker_key])
+    if store.identity(marker_key) in found:
+        logger.info("repeated WAHA delivery ignored")
+        return HotelOutcome.DUPLICATE
+    guest = found.get(store.identity(phone_key)) if phone_key else None
+    masked = phone.mask(e164 or "")
+    if guest is None or e164 is None:
+        logger.warning("hotel message to an unknown phone number ignored", extra={"phone": masked})
+        return HotelOutcome.UNKNOWN_GUEST
+    session_id = guest.get("active_session_id")
+    if not session_id:
+        logger.warning("hotel message to a guest with no active session ignored", extra={"phone": masked})
+        return HotelOutcome.NO_ACTIVE_SESSION
+    now = datetime.now(UTC)
+    user_id = guest["user_id"]
+    actions = [
+        store.put_new(_delivery_marker(message.event, user_id, marker_key, now)),
+        *staff.record_hotel_message(user_id, session_id, e164, message.text, message.waha_message_id, now),
+    ]
+    try:
+        store.transact(actions)
+    except store.TransactionConflict as conflict:
+        if conflict.failed(0):
+            logger.info("repeated WAHA delivery ignored", extra={"user_id": user_id})
+            return HotelOutcome.DUPLICATE
+        if attempts <= 1:
+            raise
+        # The stay changed between our read and write (a check-in, a check-out): look again.
+        logger.info("the guest's stay changed while the hotel's message was stored; retrying")
+        return _store_hotel_message(message, attempts - 1)
+    logger.info("hotel message stored as staff's", extra={"user_id": user_id, "phone": masked})
+    return HotelOutcome.STORED
+
+
+def _delivery_marker(event: str, user_id: str, marker_key: keys.Key, now: datetime) -> dict[str, Any]:
+    """The WahaDelivery item that makes a WAHA message stored once, however often WAHA delivers it."""
+    return {
+        **marker_key,
+        "type": "WahaDelivery",
+        "event": event,
+        "user_id": user_id,
+        "received_at": store.iso(now),
+        "expires_at": int(now.timestamp()) + settings().webhook_event_ttl_days * 86400,
+    }

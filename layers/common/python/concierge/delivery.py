@@ -1,17 +1,23 @@
-"""Delivering queued messages through WAHA and recording each one's true status.
+"""Delivering queued messages through WAHA, once, and recording each one's true status.
 
 A queue record carries a message key. The batch's messages are read in one consistent
-BatchGetItem; a message already SENT is not sent again (SQS delivers at least once), and
-each send carries a pre-generated id derived from our message id, so that WAHA sees a retry
-of a send it accepted as the same message. A failed send is retried by SQS with growing
-delay; on the last receive the message is marked FAILED with the reason and SQS moves the
-record to the dead-letter queue.
+BatchGetItem; a message already SENT is not sent again. SQS hands a record over at least once,
+and one message can have two records (the sweeper re-queued one whose queueing only looked
+failed), so the send itself is made exclusive: a conditional write claims the message
+(PENDING or FAILED -> SENDING, with an owner and a lease) before WAHA is called, and the outcome
+is written only while the claim is still ours. A claim whose lease ran out (its sender died) may
+be taken over. WAHA is not trusted to drop a repeated pre-generated id, so a send whose outcome is
+unknown (a timeout, a dropped connection, a lease taken over) is looked up among the chat's
+recent messages in WAHA before it is sent again. A failed send is retried by SQS with growing
+delay; on the last receive the message is marked FAILED with the reason and SQS moves the record
+to the dead-letter queue.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -22,13 +28,31 @@ from concierge.config import settings
 
 logger = Logger(child=True)
 
+# Claimed by one sender, which is calling WAHA; `lease_until` says when others may take it over.
+SENDING = "SENDING"
+
 # Lambda's budget left for writing the outcome after WAHA answers.
 SAFETY_MARGIN_MILLIS = 1500
 MAX_VISIBILITY_SECONDS = 12 * 3600
+# Callers queue a message's key before they commit its row, so a record can arrive first (or for a row
+# whose transaction was cancelled). Such a record is looked at again after 2 s, 6 s, 18 s...; a row that
+# is still missing once the record is this old will never be written: no caller lives that long.
+UNCOMMITTED_RETRY_SECONDS = 2
+UNCOMMITTED_WINDOW_SECONDS = 120
+# A look-up in WAHA starts this long before the message was created, in case WAHA's clock is behind ours.
+CLOCK_SKEW_SECONDS = 300
 
 
 class DeliveryFailed(Exception):
     """This record must go back to the queue (and, on its last receive, to the dead-letter queue)."""
+
+
+class _ClaimLost(Exception):
+    """Another sender changed the message first; `current` is the row as it is now (None: no row)."""
+
+    def __init__(self, current: dict[str, Any] | None) -> None:
+        super().__init__("the message was claimed or finished by another sender")
+        self.current = current
 
 
 def waha_message_id(message_id: str) -> str:
@@ -39,6 +63,11 @@ def waha_message_id(message_id: str) -> str:
 def retry_delay_seconds(receive_count: int) -> int:
     """Visibility timeout before the next attempt: base, 3x base, 9x base..., capped at 12 hours."""
     return min(settings().retry_base_seconds * 3 ** max(receive_count - 1, 0), MAX_VISIBILITY_SECONDS)
+
+
+def _claim_millis(client: waha.WahaClient) -> float:
+    # A claim covers a look-up and a send at WAHA's worst case, and the outcome write after them.
+    return 2 * client.worst_case_seconds * 1000 + SAFETY_MARGIN_MILLIS
 
 
 class Batch:
@@ -60,61 +89,173 @@ class Batch:
             key = outbox.parse_body(record["body"])
         except ValueError as error:
             raise DeliveryFailed("queue record is not a message key") from error
+        receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         message = self._messages.get((key["pk"], key["sk"]))
         if message is None:
-            logger.error("queued message is not in the table; dropped", extra={"message_sk": key["sk"]})
-            return "missing"
-        if message.get("status") == store.SENT:
-            logger.info("message already sent; redelivery ignored", extra={"message_id": message["message_id"]})
-            return "already_sent"
+            return self._missing(key, record, receive_count)
+        settled = self._settled(key, message, record)
+        if settled is not None:
+            return settled
 
-        receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         client = waha.client()
-        if self._remaining_millis() < client.worst_case_seconds * 1000 + SAFETY_MARGIN_MILLIS:
+        claim_millis = _claim_millis(client)
+        if self._remaining_millis() < claim_millis:
             # Not enough time left to wait for WAHA: hand the record back untouched.
             raise DeliveryFailed("not enough time left in this invocation")
+        owner = uuid.uuid4().hex
         try:
-            waha_id = client.send_text(message["chat_id"], message["text"], waha_message_id(message["message_id"]))
-        except waha.WahaError as error:
-            self._record_failure(key, message, error.reason, receive_count, record)
-            raise DeliveryFailed(error.reason) from error
-        store.update_item(
+            before = self._claim(key, owner, claim_millis)
+        except _ClaimLost as lost:
+            if lost.current is None:
+                return self._missing(key, record, receive_count)
+            settled = self._settled(key, lost.current, record)
+            if settled is None:
+                # A lease that ended between the write and this read: look again soon.
+                raise DeliveryFailed("the claim raced another sender") from lost
+            return settled
+        return self._send(client, key, before, owner, record, receive_count)
+
+    def _settled(self, key: keys.Key, message: dict[str, Any], record: dict[str, Any]) -> str | None:
+        """What to answer without sending (None: go on and claim it); raises DeliveryFailed to look again later."""
+        status = message.get("status")
+        if status == store.SENT:
+            logger.info("message already sent; redelivery ignored", extra={"message_id": message["message_id"]})
+            return "already_sent"
+        if status == SENDING and message.get("lease_until", "") > store.iso(datetime.now(UTC)):
+            # Another sender is calling WAHA for it. Dropping this record could lose the message (if it is
+            # the same SQS message, the holder's receipt handle is stale), so it comes back after the lease.
+            self._delay_retry(record, _seconds_until(message["lease_until"]) + 1)
+            raise DeliveryFailed("another sender is sending this message")
+        if status not in (store.PENDING, store.FAILED, SENDING) or not message.get("chat_id"):
+            logger.warning("queued message is not one to send; dropped", extra={"message_sk": key["sk"]})
+            return "not_sendable"
+        return None
+
+    def _missing(self, key: keys.Key, record: dict[str, Any], receive_count: int) -> str:
+        attributes = record.get("attributes", {})
+        sent_millis = int(attributes.get("SentTimestamp") or 0)
+        age_seconds = datetime.now(UTC).timestamp() - sent_millis / 1000
+        last_receive = receive_count >= settings().outbound_max_receive_count
+        if age_seconds < UNCOMMITTED_WINDOW_SECONDS and not last_receive:
+            # Its writer may still be committing the row.
+            self._delay_retry(record, UNCOMMITTED_RETRY_SECONDS * 3 ** max(receive_count - 1, 0))
+            raise DeliveryFailed("message row not written yet")
+        # Its transaction was cancelled (a redelivered webhook, a retried registration) or the guest erased.
+        logger.info("queued message is not in the table; dropped", extra={"message_sk": key["sk"]})
+        return "missing"
+
+    @staticmethod
+    def _claim(key: keys.Key, owner: str, claim_millis: float) -> dict[str, Any]:
+        """Makes the message ours for a lease; returns the row as it was before. Raises _ClaimLost."""
+        now = datetime.now(UTC)
+        action = store.update(
             key,
-            "SET #status = :sent, sent_at = :now, waha_message_id = :waha_id, attempts = :attempts "
-            "REMOVE outbox_pk, outbox_sk, last_error",
+            "SET #status = :sending, claim_owner = :owner, lease_until = :lease, "
+            "attempts = if_not_exists(attempts, :zero) + :one",
             {
-                ":sent": store.SENT,
-                ":now": store.iso(datetime.now(UTC)),
-                ":waha_id": waha_id or waha_message_id(message["message_id"]),
-                ":attempts": receive_count,
+                ":sending": SENDING,
+                ":owner": owner,
+                ":lease": store.iso(now + timedelta(milliseconds=claim_millis)),
+                ":now": store.iso(now),
+                ":pending": store.PENDING,
+                ":failed": store.FAILED,
+                ":zero": 0,
+                ":one": 1,
             },
+            condition="attribute_exists(chat_id) AND (#status IN (:pending, :failed) "
+            "OR (#status = :sending AND lease_until < :now))",
             names={"#status": "status"},
-        )
+        )["Update"]
+        try:
+            response = aws_clients.dynamodb().update_item(**action, ReturnValues="ALL_OLD")
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = error.response.get("Item")
+            raise _ClaimLost(store.from_item(item) if item else None) from error
+        return store.from_item(response["Attributes"])
+
+    def _send(
+        self,
+        client: waha.WahaClient,
+        key: keys.Key,
+        before: dict[str, Any],
+        owner: str,
+        record: dict[str, Any],
+        receive_count: int,
+    ) -> str:
+        message_id = before["message_id"]
+        pre_generated = waha_message_id(message_id)
+        # The last attempt may have reached WhatsApp: it timed out, or its sender died holding the claim.
+        unknown = before.get("status") == SENDING or bool(before.get("delivery_unknown"))
+        if before.get("status") == SENDING:
+            logger.warning("took over a claim whose lease ran out", extra={"message_id": message_id})
+        checked = False
+        try:
+            if unknown:
+                since = int(datetime.fromisoformat(before["created_at"]).timestamp()) - CLOCK_SKEW_SECONDS
+                found = client.find_sent(before["chat_id"], pre_generated, since)
+                checked = True
+                if found is not None:
+                    logger.info("WAHA already has this message; not sent again", extra={"message_id": message_id})
+                    self._record_sent(key, owner, found, message_id)
+                    return "confirmed"
+            waha_id = client.send_text(before["chat_id"], before["text"], pre_generated)
+        except waha.WahaError as error:
+            still_unknown = error.maybe_delivered or (unknown and not checked)
+            self._record_failure(key, owner, message_id, error.reason, still_unknown, receive_count, record)
+            raise DeliveryFailed(error.reason) from error
+        self._record_sent(key, owner, waha_id or pre_generated, message_id)
         return "sent"
 
+    @staticmethod
+    def _record_sent(key: keys.Key, owner: str, waha_id: str, message_id: str) -> None:
+        recorded = store.update_item(
+            key,
+            "SET #status = :sent, sent_at = :now, waha_message_id = :waha_id "
+            # The outbox marker goes too: a row marked unqueued that was sent anyway must not be re-queued.
+            "REMOVE claim_owner, lease_until, last_error, delivery_unknown, outbox_pk, outbox_sk",
+            {":sent": store.SENT, ":now": store.iso(datetime.now(UTC)), ":waha_id": waha_id, ":owner": owner},
+            condition="claim_owner = :owner",
+            names={"#status": "status"},
+        )
+        if not recorded:
+            # Our lease ran out first; whoever took over looks the message up in WAHA and finds it.
+            logger.warning("sent, but the claim had passed to another sender", extra={"message_id": message_id})
+
     def _record_failure(
-        self, key: keys.Key, message: dict[str, Any], reason: str, receive_count: int, record: dict[str, Any]
+        self,
+        key: keys.Key,
+        owner: str,
+        message_id: str,
+        reason: str,
+        unknown: bool,
+        receive_count: int,
+        record: dict[str, Any],
     ) -> None:
         last_attempt = receive_count >= settings().outbound_max_receive_count
         status = store.FAILED if last_attempt else store.PENDING
         logger.warning(
             "WhatsApp send failed",
             extra={
-                "message_id": message["message_id"],
+                "message_id": message_id,
                 "reason": reason,
                 "attempt": receive_count,
                 "final": last_attempt,
+                "outcome_unknown": unknown,
             },
         )
-        expression = "SET #status = :status, last_error = :reason, attempts = :attempts"
+        expression = (
+            "SET #status = :status, last_error = :reason, delivery_unknown = :unknown REMOVE claim_owner, lease_until"
+        )
         if last_attempt:
             # The dead-letter queue holds it now; the sweeper must not send it again on its own.
-            expression += " REMOVE outbox_pk, outbox_sk"
+            expression += ", outbox_pk, outbox_sk"
         store.update_item(
             key,
             expression,
-            {":status": status, ":reason": reason, ":attempts": receive_count, ":sent": store.SENT},
-            condition="attribute_exists(pk) AND #status <> :sent",
+            {":status": status, ":reason": reason, ":unknown": unknown, ":owner": owner},
+            condition="claim_owner = :owner",
             names={"#status": "status"},
         )
         # After the last attempt, visible again at once: SQS then moves it to the dead-letter queue.
@@ -126,8 +267,12 @@ class Batch:
             aws_clients.sqs().change_message_visibility(
                 QueueUrl=settings().outbound_queue_url,
                 ReceiptHandle=record["receiptHandle"],
-                VisibilityTimeout=delay_seconds,
+                VisibilityTimeout=min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS),
             )
         except (BotoCoreError, ClientError):
             # The queue's own visibility timeout still brings the record back.
             logger.exception("could not delay the retry")
+
+
+def _seconds_until(moment: str) -> int:
+    return max(int((datetime.fromisoformat(moment) - datetime.now(UTC)).total_seconds()), 0)

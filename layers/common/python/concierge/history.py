@@ -34,4 +34,8 @@ def message_view(item: dict[str, Any]) -> dict[str, Any]:
         view["author"] = item["author"]
     if item.get("last_error"):
         view["error"] = item["last_error"]
+    # WhatsApp's ticks (concierge.ticks), once they came.
+    for tick in ("delivered_at", "read_at"):
+        if item.get(tick):
+            view[tick] = item[tick]
     return view

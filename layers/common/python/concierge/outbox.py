@@ -1,7 +1,9 @@
 """The outbound queue: a message row's key goes to SQS; the sender reads the text from the table.
 
-Only keys travel through the queue, so no guest text sits in SQS. A failed send to SQS is
-logged and left to the sweeper: the row stays PENDING in the table's outbox index.
+Only keys travel through the queue, so no guest text sits in SQS. Callers queue a message's key
+before they commit its row; only when SQS refused it is the row written with the `UNQUEUED`
+outbox marker (the table's sparse `outbox` index). The sweeper queues exactly those rows and then
+removes their marker, so it never queues a message that is already waiting in the queue.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def parse_body(raw: str) -> keys.Key:
 
 
 def enqueue(message_key: keys.Key) -> bool:
+    """Queues one key; False when SQS refused it (the caller then marks the row for the sweeper)."""
     try:
         aws_clients.sqs().send_message(QueueUrl=settings().outbound_queue_url, MessageBody=body(message_key))
     except (BotoCoreError, ClientError):
@@ -42,10 +45,10 @@ def enqueue(message_key: keys.Key) -> bool:
     return True
 
 
-def enqueue_many(message_keys: Iterable[keys.Key]) -> int:
-    """Queues keys ten at a time (SQS's batch limit); returns how many were accepted."""
+def enqueue_many(message_keys: Iterable[keys.Key]) -> list[keys.Key]:
+    """Queues keys ten at a time (SQS's batch limit); returns the keys SQS accepted."""
     pending = list(message_keys)
-    accepted = 0
+    accepted: list[keys.Key] = []
     for start in range(0, len(pending), 10):
         chunk = pending[start : start + 10]
         entries = [{"Id": str(index), "MessageBody": body(key)} for index, key in enumerate(chunk)]
@@ -54,20 +57,44 @@ def enqueue_many(message_keys: Iterable[keys.Key]) -> int:
         except (BotoCoreError, ClientError):
             logger.exception("could not queue a batch of messages")
             continue
-        accepted += len(response.get("Successful", []))
+        accepted += [chunk[int(success["Id"])] for success in response.get("Successful", [])]
     return accepted
 
 
-# Older than any message still inside its retries (base 10 s: 10+30+90+270 s), so the sweeper
-# only picks up messages that never reached the queue.
-SWEEP_AGE_SECONDS = 900
+# A row is marked only after SQS refused its key; a minute lets a short SQS outage pass first.
+SWEEP_AGE_SECONDS = 60
+SWEEP_LIMIT = 100
+
+
+def unqueued(created_before: str, limit: int = SWEEP_LIMIT) -> list[keys.Key]:
+    """Keys of the messages whose key never reached the queue, created before the given time, oldest first."""
+    response = aws_clients.dynamodb().query(
+        TableName=settings().table_name,
+        IndexName="outbox",
+        KeyConditionExpression="outbox_pk = :unqueued AND outbox_sk < :before",
+        ExpressionAttributeValues=store.to_item({":unqueued": keys.UNQUEUED_OUTBOX, ":before": created_before}),
+        Limit=limit,
+    )
+    return [{"pk": item["pk"]["S"], "sk": item["sk"]["S"]} for item in response.get("Items", [])]
 
 
 def sweep(now: datetime | None = None) -> int:
-    """Queues again the PENDING messages the outbox index holds beyond the sweep age."""
+    """Queues the messages marked unqueued (up to SWEEP_LIMIT a run), then removes their marker."""
     now = now or datetime.now(UTC)
-    stale = store.query_pending_outbox(store.iso(now - timedelta(seconds=SWEEP_AGE_SECONDS)))
-    queued = enqueue_many(stale) if stale else 0
-    if stale:
-        logger.warning("re-queued messages that never reached the queue", extra={"found": len(stale), "queued": queued})
-    return queued
+    marked = unqueued(store.iso(now - timedelta(seconds=SWEEP_AGE_SECONDS)))
+    if not marked:
+        return 0
+    queued = enqueue_many(marked)
+    for key in queued:
+        # Conditional: the sender may have sent it (and removed the marker) meanwhile. A crash before this
+        # line queues the key again on the next run; the sender's claim makes that second record harmless.
+        store.update_item(
+            key,
+            "REMOVE outbox_pk, outbox_sk",
+            {":unqueued": keys.UNQUEUED_OUTBOX},
+            condition="outbox_pk = :unqueued",
+        )
+    logger.warning(
+        "queued messages that had never reached the queue", extra={"found": len(marked), "queued": len(queued)}
+    )
+    return len(queued)

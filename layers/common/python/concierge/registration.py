@@ -166,7 +166,10 @@ def register_guest(request: RegistrationRequest, idempotency_key: str | None = N
     queued = False
     old_session_end: str | None = None
     for attempt in range(MAX_ATTEMPTS):
-        lookup = store.get(keys.phone(e164), consistent=True) if e164 else None
+        lookup, earlier = _read_phone_and_key(e164, idempotency_key)
+        if earlier is not None:
+            # A retry of a request already answered (or the key reused for another): nothing is written.
+            return _replay(earlier, request)
         if lookup is not None and _same_stay(lookup, request):
             return _repeat_of_stay(lookup, request)
         returning = lookup is not None and same_person(lookup, request)
@@ -186,6 +189,25 @@ def register_guest(request: RegistrationRequest, idempotency_key: str | None = N
             time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not a secret
     logger.warning("registration kept losing to concurrent registrations of the same phone")
     raise RegistrationConflict("another registration of this phone number was in progress; retry the request")
+
+
+def _read_phone_and_key(
+    e164: str | None, idempotency_key: str | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The phone's lookup item and the Idempotency-Key's record, in one consistent read."""
+    wanted = [key for key in (keys.phone(e164) if e164 else None, _idempotency_key(idempotency_key)) if key]
+    if not wanted:
+        return None, None
+    if len(wanted) == 1 and not idempotency_key:
+        return store.get(wanted[0], consistent=True), None
+    found = store.get_many(wanted)
+    lookup = found.get(store.identity(keys.phone(e164))) if e164 else None
+    earlier = found.get(store.identity(keys.registration_request(idempotency_key))) if idempotency_key else None
+    return lookup, earlier
+
+
+def _idempotency_key(idempotency_key: str | None) -> keys.Key | None:
+    return keys.registration_request(idempotency_key) if idempotency_key else None
 
 
 class _Retry(Exception):
@@ -214,9 +236,18 @@ def _repeat_of_stay(lookup: dict[str, Any], request: RegistrationRequest) -> Reg
     return registration
 
 
+def _name_and_email(registration: Registration) -> tuple[str, dict[str, Any]]:
+    """SET of the guest's name and (when known) email: a registration without an email keeps the stored one."""
+    if registration.email is None:
+        return "SET full_name = :full_name", {":full_name": registration.full_name}
+    return "SET full_name = :full_name, email = :email", {
+        ":full_name": registration.full_name,
+        ":email": registration.email,
+    }
+
+
 def _update_profile(lookup: dict[str, Any], registration: Registration) -> None:
-    changes = {":full_name": registration.full_name, ":email": registration.email, ":now": store.iso(datetime.now(UTC))}
-    expression = "SET full_name = :full_name, email = :email"
+    expression, changes = _name_and_email(registration)
     try:
         store.transact(
             [
@@ -227,7 +258,10 @@ def _update_profile(lookup: dict[str, Any], registration: Registration) -> None:
                     "active_session_id = :seen",
                 ),
                 store.update(
-                    keys.user(registration.user_id), expression + ", updated_at = :now", changes, "attribute_exists(pk)"
+                    keys.user(registration.user_id),
+                    expression + ", updated_at = :now",
+                    {**changes, ":now": store.iso(datetime.now(UTC))},
+                    "attribute_exists(pk)",
                 ),
             ]
         )
@@ -282,7 +316,7 @@ def _write(
         full_name=request.full_name,
         room_number=request.room_number,
         checkin_date=request.checkin_date.isoformat(),
-        email=str(request.email) if request.email else None,
+        email=str(request.email) if request.email else (lookup or {}).get("email") if returning else None,
         phone_number=e164 or request.phone_number,
         checkout_date=request.checkout_date.isoformat() if request.checkout_date else None,
         whatsapp=whatsapp,
@@ -305,8 +339,8 @@ def _write(
         actions.append(
             store.update(
                 keys.user(user_id),
-                "SET full_name = :full_name, email = :email, updated_at = :now",
-                {":full_name": registration.full_name, ":email": registration.email, ":now": created_at},
+                _name_and_email(registration)[0] + ", updated_at = :now",
+                {**_name_and_email(registration)[1], ":now": created_at},
                 "attribute_exists(pk)",
             )
         )

@@ -60,8 +60,20 @@ def _bump_lookup(e164: str, session_id: str, expression: str, values: dict[str, 
 def reply(session_id: str, text: str, author: str) -> dict[str, Any]:
     """Stores and queues a staff message in an open session; raises UnknownSession or ClosedSession."""
     ref = _session_ref(session_id)
+    for _ in range(CLOSE_ATTEMPTS):
+        try:
+            return _store_reply(ref, session_id, text, author, datetime.now(UTC))
+        except _LaterMessage:
+            continue  # a guest's message got in first: write again, after it
+    raise ClosedSession(session_id)
+
+
+class _LaterMessage(Exception):
+    """A message stamped later than ours was stored in the session meanwhile."""
+
+
+def _store_reply(ref: dict[str, Any], session_id: str, text: str, author: str, now: datetime) -> dict[str, Any]:
     user_id, e164 = ref["user_id"], ref.get("phone_e164")
-    now = datetime.now(UTC)
     created_at = store.iso(now)
     message_id = str(uuid.uuid4())
     handoff_until = store.iso(now + timedelta(minutes=conversation_settings().handoff_minutes))
@@ -86,6 +98,8 @@ def reply(session_id: str, text: str, author: str) -> dict[str, Any]:
     try:
         store.transact(actions)
     except store.TransactionConflict as conflict:
+        if conflict.failed(0) and stays.still_open(conflict, 0):
+            raise _LaterMessage from conflict
         raise ClosedSession(session_id) from conflict
     logger.info("staff reply stored", extra={"user_id": user_id, "session_id": session_id})
     return message_view(message.item())

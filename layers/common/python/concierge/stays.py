@@ -52,7 +52,10 @@ def activity(
 ) -> dict[str, Any]:
     """The session's share of a transaction that stores messages: last activity, preview, who is waiting.
 
-    Conditional on the session being active, so a message never lands in a closed session.
+    Conditional on the session being active, so a message never lands in a closed session, and on no
+    later message being stored already: `last_message_at` only moves forward (clocks of concurrent
+    writers differ), which is what lets a close keep its `end` at or after every message. A cancelled
+    write is retried by its caller with a fresh time.
     """
     sets = [
         "last_message_at = :at",
@@ -70,7 +73,18 @@ def activity(
         sets.append(f"{name} = :extra{index}")
         values[f":extra{index}"] = value
     expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-    return store.update(keys.session(user_id, session_id), expression, values, "is_active = :true")
+    return store.update(
+        keys.session(user_id, session_id),
+        expression,
+        values,
+        "is_active = :true AND (attribute_not_exists(last_message_at) OR last_message_at <= :at)",
+    )
+
+
+def still_open(cancelled: store.TransactionConflict, index: int) -> bool:
+    """Whether a cancelled `activity` at `index` failed on a later message only (retry) rather than a close."""
+    session = cancelled.old_item(index) if cancelled.failed(index) else None
+    return session is None or bool(session.get("is_active"))
 
 
 def close(user_id: str, session_id: str, started: str, now: datetime, at_least: str | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import random
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ def update(
     condition: str | None = None,
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    _check_placeholders(values, expression, condition)
     action: dict[str, Any] = {
         "TableName": _table(),
         "Key": to_item(key),
@@ -142,6 +144,15 @@ def update(
         action["ConditionExpression"] = condition
         action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     return {"Update": action}
+
+
+def _check_placeholders(values: dict[str, Any], *expressions: str | None) -> None:
+    # DynamoDB refuses a value that no expression uses, and one set to None (dropped by to_item) that one
+    # does; moto accepts both, so this catches locally what only the real service would refuse.
+    text = " ".join(expression for expression in expressions if expression)
+    for name, value in values.items():
+        if value is None or not re.search(re.escape(name) + r"(?![A-Za-z0-9_])", text):
+            raise ValueError(f"expression value {name} is unused or None")
 
 
 def condition_check(key: keys.Key, condition: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""The one WAHA client: sendText and @lid lookups over urllib3, one connection pool per container."""
+"""The one WAHA client: sendText, a chat's recent messages and @lid lookups over urllib3.
+
+One connection pool per container. WAHA's API key is not part of the cached client: it is read
+per request through `secrets`, which keeps a key held in SSM for five minutes, so a rotated key
+is in use within five minutes without the pool being rebuilt.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import urllib3
 
@@ -15,15 +20,23 @@ from concierge.config import settings
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_SECONDS = 8.0
+# How many of our own messages in a chat a look-up reads, oldest first from the message's creation.
+RECENT_MESSAGES_LIMIT = 100
 
 
 class WahaError(Exception):
-    """WAHA did not accept the request: unreachable, too slow, or an error status."""
+    """WAHA did not accept the request: unreachable, too slow, or an error status.
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    `maybe_delivered` is True when WAHA may have acted on the request although it did not say so: no
+    answer came back (a read timeout, a connection dropped after the request left), or a 5xx, which
+    WAHA (or a proxy's gateway timeout in front of it) can answer after the engine already sent.
+    """
+
+    def __init__(self, reason: str, status: int | None = None, *, maybe_delivered: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)
@@ -31,18 +44,20 @@ class WahaClient:
     base_url: str
     send_text_path: str
     session: str
-    api_key: str | None
     pool: urllib3.PoolManager
     timeout: urllib3.Timeout
 
     @property
     def worst_case_seconds(self) -> float:
+        """The longest one request can take before it fails with a timeout."""
         return CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
 
-    def _headers(self) -> dict[str, str]:
+    @staticmethod
+    def _headers() -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["X-Api-Key"] = self.api_key
+        api_key = secrets.secret("WAHA_API_KEY")
+        if api_key:
+            headers["X-Api-Key"] = api_key
         return headers
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -55,10 +70,14 @@ class WahaClient:
                 timeout=self.timeout,
                 retries=False,  # SQS redelivery is the retry, with backoff and a dead-letter queue
             )
-        except urllib3.exceptions.TimeoutError as error:
-            raise WahaError(f"WAHA did not answer in time ({type(error).__name__})") from error
-        except urllib3.exceptions.HTTPError as error:
+        except urllib3.exceptions.ConnectTimeoutError as error:
+            # Also NewConnectionError (refused, unresolvable): the request never left.
             raise WahaError(f"WAHA unreachable ({type(error).__name__})") from error
+        except urllib3.exceptions.TimeoutError as error:
+            raise WahaError(f"WAHA did not answer in time ({type(error).__name__})", maybe_delivered=True) from error
+        except urllib3.exceptions.HTTPError as error:
+            # The connection broke after the request was written (or while writing it): WAHA may have acted.
+            raise WahaError(f"WAHA unreachable ({type(error).__name__})", maybe_delivered=True) from error
         try:
             payload = json.loads(response.data) if response.data else None
         except ValueError:
@@ -66,14 +85,41 @@ class WahaClient:
         return response.status, payload
 
     def send_text(self, chat_id: str, text: str, message_id: str | None = None) -> str | None:
-        """Sends one text; returns WAHA's message id when it gives one. `message_id` makes retries idempotent."""
+        """Sends one text; returns WAHA's message id when it gives one. `message_id` is our pre-generated id."""
         body: dict[str, Any] = {"chatId": chat_id, "text": text, "session": self.session}
         if message_id:
             body["id"] = message_id
         status, payload = self._request("POST", self.send_text_path, body)
         if not 200 <= status < 300:
-            raise WahaError(f"WAHA answered {status}", status)
+            # A 4xx refused the request (bad body, key, session): nothing was sent.
+            raise WahaError(f"WAHA answered {status}", status, maybe_delivered=status >= 500)
         return sent_message_id(payload)
+
+    def find_sent(self, chat_id: str, message_id: str, since_epoch_seconds: int) -> str | None:
+        """WAHA's id of the message we sent to `chat_id` with the pre-generated `message_id`, or None.
+
+        Reads our own messages in the chat from `since_epoch_seconds` on, oldest first, without media
+        (GET /api/{session}/chats/{chatId}/messages). Raises WahaError when WAHA cannot tell.
+        """
+        query = urlencode(
+            {
+                "limit": RECENT_MESSAGES_LIMIT,
+                "downloadMedia": "false",
+                "filter.fromMe": "true",
+                "filter.timestamp.gte": since_epoch_seconds,
+                "sortBy": "timestamp",
+                "sortOrder": "asc",
+            }
+        )
+        path = f"/api/{quote(self.session, safe='')}/chats/{quote(chat_id, safe='@')}/messages?{query}"
+        status, payload = self._request("GET", path)
+        if status != 200 or not isinstance(payload, list):
+            raise WahaError(f"WAHA answered {status} to a look-up of the chat's messages", status)
+        for message in payload:
+            waha_id = sent_message_id(message)
+            if waha_id is not None and is_pre_generated(waha_id, message_id):
+                return waha_id
+        return None
 
     def phone_chat_id_for_lid(self, lid: str) -> str | None:
         """WAHA's mapping of a hidden @lid sender to their phone chat id, if WAHA knows it."""
@@ -82,6 +128,11 @@ class WahaClient:
             return None
         chat = payload.get("pn")
         return chat if isinstance(chat, str) else None
+
+
+def is_pre_generated(waha_id: str, message_id: str) -> bool:
+    """WAHA's engines spell one message's id `true_<chat>_<ID>` (WEBJS) or the bare `<ID>` (NOWEB, GOWS)."""
+    return waha_id == message_id or waha_id.endswith("_" + message_id)
 
 
 def sent_message_id(payload: Any) -> str | None:
@@ -103,7 +154,6 @@ def client() -> WahaClient:
         base_url=config.waha_host,
         send_text_path=config.waha_api_path,
         session=config.waha_session,
-        api_key=secrets.secret("WAHA_API_KEY"),
         pool=urllib3.PoolManager(num_pools=2, maxsize=10),
         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
     )

@@ -1,19 +1,57 @@
-"""WAHA webhook deliveries: the envelope, and which of them are a guest writing to the hotel."""
+"""WAHA webhook deliveries: the envelope, and what each one is (a guest writing, the hotel writing, a tick)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from concierge import phone
+from concierge.config import MAX_SESSION_NAME_BYTES, WEBHOOK_CLOCK_SKEW_SECONDS
+from concierge.ticks import ACK_ERROR, ACK_NAMES, ACK_PENDING, ACK_PLAYED, ACK_SERVER
 
 MESSAGE_EVENTS = frozenset({"message", "message.any"})
+# WAHA sends the hotel account's own messages (fromMe) only on message.any.
+ALL_MESSAGES_EVENT = "message.any"
+SESSION_STATUS_EVENT = "session.status"
+ACK_EVENT = "message.ack"
 # WhatsApp caps a text at 65,536 characters; anything longer is not a real message.
 MAX_TEXT_LENGTH = 65536
+# Identifiers go into table keys (WAHA#<session>#<message id>), and DynamoDB limits a partition key to 2,048
+# bytes, not characters: 512 emoji are 2,048 bytes. Counting UTF-8 bytes keeps every key we build far below it.
+MAX_IDENTIFIER_BYTES = 512
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+def _utf8_bytes_at_most(limit: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON's "\ud800") has no UTF-8 form, so it cannot be part of a key.
+            raise PydanticCustomError("invalid_unicode", "not valid Unicode text") from None
+        if size > limit:
+            raise PydanticCustomError(
+                "string_too_many_bytes", "at most {max_bytes} bytes in UTF-8", {"max_bytes": limit}
+            )
+        return value
+
+    return check
+
+
+def utf8_text(max_bytes: int, min_length: int = 0) -> Any:
+    """A string type limited in UTF-8 bytes, as keys and DynamoDB measure it, rather than in characters."""
+    return Annotated[str, StringConstraints(min_length=min_length), AfterValidator(_utf8_bytes_at_most(max_bytes))]
+
+
+Identifier = utf8_text(MAX_IDENTIFIER_BYTES, min_length=1)
+SessionName = utf8_text(MAX_SESSION_NAME_BYTES, min_length=1)
+StatusName = utf8_text(64, min_length=1)
+EventId = utf8_text(MAX_IDENTIFIER_BYTES)
+# Event time in milliseconds; a number only (WAHA's schema), never a boolean, NaN or infinity.
+EventTime = StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class MessagePayload(BaseModel):
@@ -22,19 +60,45 @@ class MessagePayload(BaseModel):
     id: Identifier
     sender: Identifier = Field(alias="from")
     from_me: bool = Field(default=False, alias="fromMe")
-    participant: str | None = Field(default=None, max_length=512)
+    participant: Identifier | None = None
     body: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
     has_media: bool = Field(default=False, alias="hasMedia")
     data: dict[str, Any] | None = Field(default=None, alias="_data")
 
 
+class HotelMessagePayload(MessagePayload):
+    # For the hotel's own messages: on WEBJS `from` is the hotel's number and `to` the guest's chat.
+    to: Identifier | None = None
+
+
+class AckPayload(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: Identifier
+    sender: Identifier | None = Field(default=None, alias="from")
+    # Required by WAHA's schema; absent here means "not said", and the lookup decides.
+    from_me: bool | None = Field(default=None, alias="fromMe")
+    ack: Annotated[StrictInt, Field(ge=ACK_ERROR, le=ACK_PLAYED)]
+
+
 class WahaEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str | None = Field(default=None, max_length=512)
+    id: EventId | None = None
+    # When WAHA created the event (ms since the epoch); older WAHA versions leave it out.
+    timestamp: EventTime | None = None
     event: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    session: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    session: SessionName
     payload: dict[str, Any] | None = None
+    # The hotel's own account ({"id": "<number>@c.us", ...}); read leniently, only fromMe messages need it.
+    me: Any = None
+
+
+class SessionStatusPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    # Any name: a status WAHA adds later is still "not WORKING", which is what matters here.
+    status: StatusName
 
 
 @dataclass(frozen=True)
@@ -51,8 +115,79 @@ class GuestMessage:
 
 
 @dataclass(frozen=True)
+class HotelMessage:
+    """A message the hotel's own WhatsApp account wrote in a guest's chat: from its phone, WAHA's dashboard,
+    or one of our own sends echoed back (`bare_id` tells those apart)."""
+
+    waha_session: str
+    waha_message_id: str
+    bare_id: str
+    event: str
+    phone_e164: str | None
+    lid: str | None
+    text: str
+    has_media: bool
+
+
+@dataclass(frozen=True)
+class Ack:
+    """WhatsApp's news about a message the hotel sent: delivered to the phone, read, or failed."""
+
+    waha_session: str
+    bare_id: str
+    ack: int
+    # When WAHA reported it (ms since the epoch).
+    at_ms: int
+
+
+@dataclass(frozen=True)
 class Ignored:
     reason: str
+
+
+@dataclass(frozen=True)
+class Stale:
+    """A delivery whose envelope time is outside the replay window: refused, nothing stored."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """A WAHA session's new status, and when WAHA reported it (ms since the epoch)."""
+
+    waha_session: str
+    status: str
+    at_ms: int
+
+
+def screen(
+    event: WahaEvent, served_sessions: Collection[str], max_age_hours: int, now_ms: int
+) -> Ignored | Stale | None:
+    """Why a delivery is not ours to process (another WAHA session, or too old to trust), or None.
+
+    The envelope's `timestamp` is when WAHA created the event. A signed body stays valid forever, so
+    only its time bounds a replay; the dedupe marker outlives the window (config.webhook_event_ttl_days).
+    `payload.timestamp` is when the guest wrote, which can be long before a late delivery: not used here.
+    """
+    if event.session not in served_sessions:
+        return Ignored("a WAHA session this stack does not serve")
+    if event.timestamp is None:
+        # Older WAHA versions: the dedupe marker still guards against repeats.
+        return None
+    if now_ms - event.timestamp > max_age_hours * 3_600_000:
+        return Stale(f"the event is older than {max_age_hours} hours")
+    if event.timestamp - now_ms > WEBHOOK_CLOCK_SKEW_SECONDS * 1000:
+        return Stale("the event's time is ahead of this stack's clock")
+    return None
+
+
+def session_status(event: WahaEvent, now_ms: int) -> SessionStatus:
+    """A session.status delivery's status; raises pydantic.ValidationError for a malformed payload."""
+    payload = SessionStatusPayload.model_validate(event.payload or {})
+    # Without an envelope time (older WAHA) the status is as recent as its arrival.
+    at_ms = now_ms if event.timestamp is None else int(event.timestamp)
+    return SessionStatus(waha_session=event.session, status=payload.status, at_ms=at_ms)
 
 
 def _ignored_chat(chat: str) -> str | None:
@@ -79,13 +214,77 @@ def _phone_in_data(data: dict[str, Any] | None) -> str | None:
     return None
 
 
-def classify(event: WahaEvent) -> GuestMessage | Ignored:
+_ID_DIRECTIONS = ("true", "false")
+
+
+def split_message_id(waha_id: str) -> tuple[str | None, str]:
+    """The chat a WAHA message id names (None when it names none) and the bare WhatsApp id inside it.
+
+    WEBJS and WPP write `<fromMe>_<chat>_<id>`, followed by `_<participant>` in groups; NOWEB and GOWS
+    send the bare `<id>` (perhaps with a participant suffix in groups). Chat and participant ids hold an
+    "@" and WhatsApp's own ids never do, which tells the parts apart. Our sends' bare id is the one we
+    asked WAHA to use (keys.outbound_waha_id), so the bare id finds them whatever the engine.
+    """
+    parts = waha_id.split("_")
+    if len(parts) >= 3 and parts[0] in _ID_DIRECTIONS and "@" in parts[1] and parts[2] and "@" not in parts[2]:
+        return parts[1], parts[2]
+    if len(parts) >= 2 and "@" in parts[-1] and parts[0] and not any("@" in part for part in parts[:-1]):
+        return None, "_".join(parts[:-1])
+    return None, waha_id
+
+
+def _me_id(event: WahaEvent) -> str | None:
+    me = event.me
+    return me.get("id") if isinstance(me, dict) and isinstance(me.get("id"), str) else None
+
+
+def _hotel_chat(event: WahaEvent, payload: HotelMessagePayload, chat_in_id: str | None) -> str:
+    """The guest's chat of a message the hotel wrote: the id names it on every engine that shapes ids so;
+    otherwise WEBJS puts it in `to` (`from` is the hotel's own number) and the other engines in `from`."""
+    if chat_in_id:
+        return chat_in_id
+    if payload.to and payload.sender == _me_id(event):
+        return payload.to
+    return payload.sender
+
+
+def _hotel_message(event: WahaEvent) -> HotelMessage | Ignored:
+    payload = HotelMessagePayload.model_validate(event.payload or {})
+    chat_in_id, bare_id = split_message_id(payload.id)
+    chat = _hotel_chat(event, payload, chat_in_id)
+    chat_reason = _ignored_chat(chat)
+    if chat_reason:
+        return Ignored(chat_reason)
+    text = payload.body or ""
+    if not text.strip() and not payload.has_media:
+        return Ignored("no text")
+    e164 = phone.from_chat_id(chat)
+    lid = None
+    if e164 is None and chat.endswith("@lid"):
+        e164 = _phone_in_data(payload.data)
+        lid = None if e164 else chat
+    return HotelMessage(
+        waha_session=event.session,
+        waha_message_id=payload.id,
+        bare_id=bare_id,
+        event=event.event,
+        phone_e164=e164,
+        lid=lid,
+        text=text,
+        has_media=payload.has_media,
+    )
+
+
+def classify(event: WahaEvent) -> GuestMessage | HotelMessage | Ignored:
     """Decides what a delivery is; raises pydantic.ValidationError for a malformed message payload."""
     if event.event not in MESSAGE_EVENTS:
         return Ignored(f"event {event.event}")
     payload = MessagePayload.model_validate(event.payload or {})
     if payload.from_me:
-        return Ignored("sent by the hotel's own account")
+        if event.event != ALL_MESSAGES_EVENT:
+            # WAHA sends the account's own messages on message.any only; this is not one to store.
+            return Ignored("sent by the hotel's own account")
+        return _hotel_message(event)
     chat_reason = _ignored_chat(payload.sender)
     if chat_reason:
         return Ignored(chat_reason)
@@ -108,3 +307,23 @@ def classify(event: WahaEvent) -> GuestMessage | Ignored:
         text=text,
         has_media=payload.has_media,
     )
+
+
+def classify_ack(event: WahaEvent, now_ms: int) -> Ack | Ignored:
+    """A message.ack delivery's news; raises pydantic.ValidationError for a malformed payload.
+
+    PENDING and SERVER say nothing a SENT message does not already say, so they end here with no AWS call;
+    so do acks of messages the hotel received and of group chats (we never write to groups).
+    """
+    payload = AckPayload.model_validate(event.payload or {})
+    if payload.from_me is False:
+        return Ignored("ack of a message the hotel received")
+    chat_in_id, bare_id = split_message_id(payload.id)
+    for chat in (chat_in_id, payload.sender):
+        chat_reason = _ignored_chat(chat) if chat else None
+        if chat_reason:
+            return Ignored(chat_reason)
+    if payload.ack in (ACK_PENDING, ACK_SERVER):
+        return Ignored(f"ack {ACK_NAMES[payload.ack]} changes no status")
+    at_ms = now_ms if event.timestamp is None else int(event.timestamp)
+    return Ack(waha_session=event.session, bare_id=bare_id, ack=payload.ack, at_ms=at_ms)

@@ -1,0 +1,25 @@
+"""GET /api/v1/health: each WAHA session's last status and the outbound and dead-letter queues' depths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from concierge import api, health
+
+logger = Logger()
+app = api.create_resolver()
+
+
+@app.get("/api/v1/health")
+def status() -> Response:
+    return api.json_response(200, health.report())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
