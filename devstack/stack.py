@@ -276,6 +276,10 @@ class EnvironmentPatch:
         for name, value in values.items():
             self.set(name, value)
 
+    def original(self, name: str) -> str | None:
+        """The variable's value before this patch changed it (the user's own setting)."""
+        return self._previous[name] if name in self._previous else os.environ.get(name)
+
     def set_default(self, name: str, value: str) -> None:
         if not os.environ.get(name):
             self.set(name, value)
@@ -550,6 +554,9 @@ class LocalStack:
             template=self._template,
             resources=self.resources,
             parameters={
+                # A setting the template passes straight from a parameter (NAME: !Ref Param) is read from
+                # the local environment under NAME, as the README's configuration table lists them.
+                **self._parameters_from_environment(),
                 "WahaHost": self.waha_url,
                 "WahaApiPath": config.waha_api_path,
                 "WahaSession": config.waha_session,
@@ -580,6 +587,17 @@ class LocalStack:
         self._env.set("WAHA_WEBHOOK_HMAC_KEY", config.waha_webhook_hmac_key)
         self._env.set("WAHA_API_KEY_PARAM", None)
         self._env.set("WAHA_WEBHOOK_HMAC_KEY_PARAM", None)
+
+    def _parameters_from_environment(self) -> dict[str, str]:
+        parameters = self._template.get("Parameters", {})
+        found: dict[str, str] = {}
+        for spec in self._specs.values():
+            for name, raw in spec.environment.items():
+                reference = raw.get("Ref") if isinstance(raw, Mapping) else None
+                value = self._env.original(name)
+                if isinstance(reference, str) and reference in parameters and value:
+                    found[reference] = value
+        return found
 
     def _start_pollers(self) -> None:
         assert self.resources is not None and self._session is not None
