@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,35 +14,17 @@ from concierge import api, history, store
 logger = Logger()
 app = api.create_resolver()
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
-
-
-def _page_size(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_PAGE_SIZE
-    # ASCII digits only: str.isdigit() also passes "²" and other digits that int() refuses or reads
-    # differently. The length bound keeps int() away from its limit on very long digit strings.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise api.ApiError(
-            400, "bad_request", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}", [{"field": "limit"}]
-        )
-    return int(raw)
-
 
 @app.get("/api/v1/guests/<user_id>/messages")
 def messages(user_id: str) -> Response:
-    limit = _page_size(app.current_event.get_query_string_value("limit"))
+    limit = api.page_size(app.current_event.get_query_string_value("limit"))
     cursor = app.current_event.get_query_string_value("cursor")
-    unknown = api.ApiError(404, "not_found", "no guest has this user_id")
-    try:
-        uuid.UUID(user_id)
-    except ValueError as error:
-        raise unknown from error
+    unknown = "no guest has this user_id"
+    api.uuid_parameter(user_id, unknown)
     try:
         page, next_cursor = history.page(user_id, limit, cursor)
     except history.UnknownUser as error:
-        raise unknown from error
+        raise api.ApiError(404, "not_found", unknown) from error
     except store.InvalidCursor as error:
         raise api.ApiError(400, "bad_request", str(error), [{"field": "cursor"}]) from error
     return api.json_response(200, {"user_id": user_id, "messages": page, "next_cursor": next_cursor})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
@@ -129,8 +130,6 @@ def page_size(raw: str | None) -> int:
 
 def uuid_parameter(value: str, not_found: str) -> str:
     """A path id that must be one of our UUIDs; anything else cannot name a stored item, so it is a 404."""
-    import uuid
-
     try:
         uuid.UUID(value)
     except ValueError as error:

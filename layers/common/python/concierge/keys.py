@@ -4,8 +4,6 @@ from __future__ import annotations
 
 Key = dict[str, str]
 
-PENDING_OUTBOX = "PENDING"
-
 
 def phone(e164: str) -> Key:
     return {"pk": f"PHONE#{e164}", "sk": "PHONE"}

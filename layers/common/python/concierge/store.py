@@ -357,17 +357,6 @@ def query_sessions_due(now: str) -> list[dict[str, Any]]:
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
-def query_pending_outbox(created_before: str, limit: int = 100) -> list[keys.Key]:
-    response = aws_clients.dynamodb().query(
-        TableName=_table(),
-        IndexName="outbox",
-        KeyConditionExpression="outbox_pk = :pending AND outbox_sk < :before",
-        ExpressionAttributeValues=to_item({":pending": keys.PENDING_OUTBOX, ":before": created_before}),
-        Limit=limit,
-    )
-    return [{"pk": item["pk"]["S"], "sk": item["sk"]["S"]} for item in response.get("Items", [])]
-
-
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
