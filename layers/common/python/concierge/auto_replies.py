@@ -46,6 +46,7 @@ class ConversationState:
     last_auto_reply_at: str | None = None
     handoff_until: str | None = None
     out_of_hours_night: str | None = None
+    language: str = templates.DEFAULT_LANGUAGE
 
     @classmethod
     def of(cls, lookup: dict[str, Any]) -> ConversationState:
@@ -55,6 +56,7 @@ class ConversationState:
             last_auto_reply_at=lookup.get("last_auto_reply_at"),
             handoff_until=lookup.get("handoff_until"),
             out_of_hours_night=lookup.get("out_of_hours_night"),
+            language=lookup.get("language") or templates.DEFAULT_LANGUAGE,
         )
 
     def in_handoff(self, now: datetime) -> bool:
@@ -79,11 +81,11 @@ def decide(text: str, state: ConversationState, policy: Policy, now: datetime) -
     if command in OPT_OUT_WORDS:
         if state.opted_out:
             return Decision(None)
-        return Decision(ReplyKind.OPTED_OUT, templates.opted_out(), {"opted_out": True})
+        return Decision(ReplyKind.OPTED_OUT, templates.opted_out(state.language), {"opted_out": True})
     if command in OPT_IN_WORDS:
         if not state.opted_out:
             return Decision(None)
-        return Decision(ReplyKind.OPTED_IN, templates.opted_in(), {"opted_out": False})
+        return Decision(ReplyKind.OPTED_IN, templates.opted_in(state.language), {"opted_out": False})
     if state.opted_out or state.in_handoff(now):
         return Decision(None)
     hours = policy.business_hours
@@ -91,7 +93,11 @@ def decide(text: str, state: ConversationState, policy: Policy, now: datetime) -
         night = hours.night(now)
         if state.out_of_hours_night == night:
             return Decision(None)
-        return Decision(ReplyKind.OUT_OF_HOURS, templates.out_of_hours(hours.opens_at()), {"out_of_hours_night": night})
+        return Decision(
+            ReplyKind.OUT_OF_HOURS,
+            templates.out_of_hours(hours.opens_at(), state.language),
+            {"out_of_hours_night": night},
+        )
     if state.last_auto_reply_at and state.last_auto_reply_at > store.iso(now - policy.cooldown):
         return Decision(None)
-    return Decision(ReplyKind.AUTO_REPLY, templates.auto_reply(), {"last_auto_reply_at": store.iso(now)})
+    return Decision(ReplyKind.AUTO_REPLY, templates.auto_reply(state.language), {"last_auto_reply_at": store.iso(now)})

@@ -103,7 +103,11 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
         text=message.text,
         created_at=store.iso(now),
         status=store.RECEIVED,
-        extra={"waha_message_id": message.waha_message_id, "has_media": message.has_media},
+        extra={
+            "waha_message_id": message.waha_message_id,
+            "has_media": message.has_media,
+            "language": state.language,
+        },
     )
     reply = _reply(decision.reply, decision.text, inbound, e164) if decision.reply and decision.text else None
     expires_at = int(now.timestamp()) + settings().webhook_event_ttl_days * 86400
@@ -162,7 +166,7 @@ def _reply(kind: auto_replies.ReplyKind, text: str, inbound: store.StoredMessage
         status=store.PENDING,
         chat_id=phone.chat_id(e164),
         queued=outbox.enqueue(keys.message(inbound.user_id, reply_at, reply_id)),
-        extra={"kind": kind.value, "in_reply_to": inbound.message_id},
+        extra={"kind": kind.value, "in_reply_to": inbound.message_id, "language": inbound.extra["language"]},
     )
 
 

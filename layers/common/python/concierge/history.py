@@ -30,6 +30,7 @@ def message_view(item: dict[str, Any]) -> dict[str, Any]:
         "created_at": item["created_at"],
         "status": item["status"],
     }
+    view["language"] = item.get("language")
     if item.get("author"):
         view["author"] = item["author"]
     if item.get("last_error"):

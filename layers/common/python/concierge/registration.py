@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints, model_validator
@@ -81,6 +81,7 @@ class RegistrationRequest(BaseModel):
     email: Annotated[EmailStr, StringConstraints(max_length=254)] | None = None
     phone_number: PhoneText
     checkout_date: IsoDate | None = None
+    language: Literal["id", "en"] | None = None
 
     @model_validator(mode="after")
     def _checkout_not_before_checkin(self) -> RegistrationRequest:
@@ -113,6 +114,7 @@ class Registration(BaseModel):
     email: str | None
     phone_number: str
     checkout_date: str | None = None
+    language: str = templates.DEFAULT_LANGUAGE
     status: str = "active"
     whatsapp: str = WHATSAPP_QUEUED
 
@@ -228,6 +230,7 @@ def _repeat_of_stay(lookup: dict[str, Any], request: RegistrationRequest) -> Reg
         email=str(request.email) if request.email else lookup.get("email"),
         phone_number=lookup["e164"],
         checkout_date=lookup.get("checkout_date"),
+        language=lookup.get("language") or templates.DEFAULT_LANGUAGE,
         whatsapp=WHATSAPP_OPTED_OUT if lookup.get("opted_out") else WHATSAPP_QUEUED,
     )
     if (registration.full_name, registration.email) != (lookup.get("full_name"), lookup.get("email")):
@@ -271,7 +274,13 @@ def _update_profile(lookup: dict[str, Any], registration: Registration) -> None:
 
 
 def _welcome(
-    request: RegistrationRequest, e164: str | None, user_id: str, state: _Attempt, queued: bool, opted_out: bool
+    request: RegistrationRequest,
+    e164: str | None,
+    user_id: str,
+    state: _Attempt,
+    queued: bool,
+    opted_out: bool,
+    language: str,
 ) -> store.StoredMessage:
     status, reason = store.PENDING, None
     if e164 is None:
@@ -283,12 +292,12 @@ def _welcome(
         message_id=state.ids["welcome_id"],
         session_id=state.ids["session_id"],
         role="System",
-        text=templates.welcome(request.full_name, request.room_number),
+        text=templates.welcome(request.full_name, request.room_number, language),
         created_at=store.iso(state.now),
         status=status,
         chat_id=phone.chat_id(e164) if e164 else None,
         queued=queued,
-        extra={"kind": "welcome", **({"last_error": reason} if reason else {})},
+        extra={"kind": "welcome", "language": language, **({"last_error": reason} if reason else {})},
     )
 
 
@@ -319,9 +328,10 @@ def _write(
         email=str(request.email) if request.email else (lookup or {}).get("email") if returning else None,
         phone_number=e164 or request.phone_number,
         checkout_date=request.checkout_date.isoformat() if request.checkout_date else None,
+        language=templates.language_for(request.language, e164, (lookup or {}).get("language") if returning else None),
         whatsapp=whatsapp,
     )
-    welcome = _welcome(request, e164, user_id, state, queued, opted_out)
+    welcome = _welcome(request, e164, user_id, state, queued, opted_out, registration.language)
     profile = {
         **keys.user(user_id),
         "type": "User",
@@ -331,6 +341,7 @@ def _write(
         "email": registration.email,
         "phone_e164": e164,
         "phone_as_given": None if e164 else request.phone_number,
+        "language": registration.language,
     }
     actions: list[dict[str, Any]] = []
     if e164:
@@ -339,9 +350,10 @@ def _write(
         actions.append(
             store.update(
                 keys.user(user_id),
-                _name_and_email(registration)[0] + ", updated_at = :now",
-                {**_name_and_email(registration)[1], ":now": created_at},
+                _name_and_email(registration)[0] + ", updated_at = :now, #language = :language",
+                {**_name_and_email(registration)[1], ":now": created_at, ":language": registration.language},
                 "attribute_exists(pk)",
+                names={"#language": "language"},
             )
         )
     else:
@@ -432,6 +444,7 @@ def _open_session(
         "room_number": registration.room_number,
         "phone_e164": e164,
         "checkout_date": registration.checkout_date,
+        "language": registration.language,
         "close_at": stays.close_at(now, request.checkout_date),
         "open_pk": keys.OPEN_SESSIONS,
         "open_sk": welcome.created_at,
@@ -456,6 +469,7 @@ def _point_phone_at(
         "active_session_start": created_at,
         # The bot's memory starts afresh with each stay; the opt-out is the person's and carries over.
         "opted_out": opted_out,
+        "language": registration.language,
         "state_version": int((lookup or {}).get("state_version", 0)) + 1,
     }
     if lookup is None:

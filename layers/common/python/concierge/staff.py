@@ -197,12 +197,12 @@ def _close_with_farewell(session: dict[str, Any], now: datetime, at_least: str |
             message_id=message_id,
             session_id=session_id,
             role="System",
-            text=templates.farewell(session.get("guest_name") or ""),
+            text=templates.farewell(session.get("guest_name") or "", session.get("language") or "id"),
             created_at=created_at,
             status=store.PENDING,
             chat_id=phone.chat_id(e164),
             queued=outbox.enqueue(keys.message(user_id, created_at, message_id)),
-            extra={"kind": "farewell"},
+            extra={"kind": "farewell", "language": session.get("language") or "id"},
         )
         actions.append(store.put_new(farewell.item()))
     try:
