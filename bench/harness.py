@@ -1,5 +1,6 @@
 """The system under measurement, in this process: moto's server, the template's table and queues, two WAHA
-simulators (instant and 50 ms), and the five handlers loaded from functions/*/app.py as Lambda would load them.
+simulators (instant and 50 ms), and every function of template.yaml, its handler loaded from functions/*/app.py
+as Lambda would load it.
 
 Handlers are called directly with a fresh copy of their event, so a measured duration is the handler's own:
 the JSON round trip Lambda's runtime does around it is done before the clock starts.
@@ -16,12 +17,16 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
 
 import boto3
 
+from bench.calls import recording
 from devstack.functions import Handler, ensure_layer_on_path, load_handler
 from devstack.lambda_context import LambdaContext
 from devstack.resources import LocalResources, create_resources
@@ -50,6 +55,11 @@ WEBHOOK = "WahaWebhookFunction"
 HISTORY = "GuestMessagesFunction"
 SENDER = "SendWhatsappFunction"
 SWEEPER = "SweepOutboxFunction"
+CONVERSATIONS = "ConversationsFunction"
+CLOSE_STAYS = "CloseStaysFunction"
+ERASE = "EraseGuestFunction"
+EXPIRE = "ExpireClosedStaysFunction"
+HEALTH = "HealthFunction"
 
 # What Lambda would hold for every function (the template's Globals resolved locally), set before any handler
 # module is imported because Powertools reads its settings when a module creates its Logger.
@@ -72,8 +82,26 @@ _FIXED_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     # The webhook reads its key from SSM as deployed (once, then cached for five minutes).
     "WAHA_WEBHOOK_HMAC_KEY_PARAM": HMAC_PARAMETER,
+    # Every guest message of a series is answered, as in the cost model's stay (ten messages spread over days);
+    # `conversation_setting` puts the template's 10 minutes back where a flow is about the cooldown.
+    "AUTO_REPLY_COOLDOWN_MINUTES": "0",
 }
-_CLEARED_ENVIRONMENT = ("WAHA_API_KEY", "WAHA_API_KEY_PARAM", "WAHA_WEBHOOK_HMAC_KEY", "OUTBOUND_RETRY_BASE_SECONDS")
+# The cooldown the template deploys with (AutoReplyCooldownMinutes' default).
+DEPLOYED_COOLDOWN_MINUTES = "10"
+_CLEARED_ENVIRONMENT = (
+    "WAHA_API_KEY",
+    "WAHA_API_KEY_PARAM",
+    "WAHA_WEBHOOK_HMAC_KEY",
+    "OUTBOUND_RETRY_BASE_SECONDS",
+    # The template's defaults, whatever the shell running the benchmark has set.
+    "HANDOFF_MINUTES",
+    "BUSINESS_HOURS",
+    "HOTEL_TIMEZONE",
+    "SESSION_GRACE_HOURS",
+    "SESSION_MAX_DAYS",
+    "MESSAGE_RETENTION_DAYS",
+    "WEBHOOK_MAX_AGE_HOURS",
+)
 
 
 def _drop_emptied_partitions() -> bool:
@@ -163,20 +191,117 @@ def webhook_event(delivery: dict[str, Any]) -> dict[str, Any]:
     return _with_json_body(sample_event("waha_webhook"), raw, headers)
 
 
-def history_event(user_id: str, limit: int | None = None) -> dict[str, Any]:
-    event = sample_event("guest_messages")
-    path = f"/api/v1/guests/{user_id}/messages"
+def api_event(
+    sample: str,
+    path: str,
+    parameters: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    method: str | None = None,
+    resource: str | None = None,
+) -> dict[str, Any]:
+    """A route's sample event (events/<sample>.json) for this path, its parameters, query and JSON body."""
+    event = sample_event(sample)
     event["path"] = path
     event["requestContext"]["path"] = "/prod" + path
-    event["pathParameters"] = {"user_id": user_id}
-    query = {"limit": str(limit)} if limit else None
-    event["queryStringParameters"] = query
+    event["pathParameters"] = parameters
+    event["queryStringParameters"] = query or None
     event["multiValueQueryStringParameters"] = {name: [value] for name, value in query.items()} if query else None
+    if method:
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+    if resource:
+        event["resource"] = event["requestContext"]["resourcePath"] = resource
+    if body is not None:
+        _with_json_body(event, json.dumps(body), {"Content-Type": "application/json"})
+    else:
+        event["body"] = None
     return event
 
 
-def schedule_event() -> dict[str, Any]:
-    return sample_event("sweep_outbox")
+def history_event(user_id: str, limit: int | None = None) -> dict[str, Any]:
+    path = f"/api/v1/guests/{user_id}/messages"
+    return api_event("guest_messages", path, {"user_id": user_id}, {"limit": str(limit)} if limit else None)
+
+
+def sessions_event(status: str | None = None) -> dict[str, Any]:
+    path = "/api/v1/sessions"
+    query = {"status": status} if status else None
+    return api_event("conversations", path, None, query, method="GET", resource=path)
+
+
+def staff_reply_event(session_id: str, text: str = "Your towels are on their way.") -> dict[str, Any]:
+    route = "/api/v1/sessions/{session_id}/messages"
+    path = route.format(session_id=session_id)
+    body = {"text": text, "author": "Front desk"}
+    return api_event("conversations", path, {"session_id": session_id}, body=body, method="POST", resource=route)
+
+
+def resolve_event(session_id: str) -> dict[str, Any]:
+    route = "/api/v1/sessions/{session_id}/resolve"
+    path = route.format(session_id=session_id)
+    return api_event("conversations", path, {"session_id": session_id}, body={}, method="POST", resource=route)
+
+
+def checkout_event(user_id: str) -> dict[str, Any]:
+    route = "/api/v1/guests/{user_id}/checkout"
+    path = route.format(user_id=user_id)
+    return api_event("conversations", path, {"user_id": user_id}, body={}, method="POST", resource=route)
+
+
+def erase_event(user_id: str) -> dict[str, Any]:
+    return api_event("erase_guest", f"/api/v1/guests/{user_id}", {"user_id": user_id})
+
+
+def health_event() -> dict[str, Any]:
+    return api_event("health", "/api/v1/health")
+
+
+def schedule_event(function_id: str = SWEEPER) -> dict[str, Any]:
+    """The scheduled event of a function: EventBridge Scheduler's shape (events/<function>.json)."""
+    samples = {SWEEPER: "sweep_outbox", CLOSE_STAYS: "close_stays", EXPIRE: "expire_closed_stays"}
+    return sample_event(samples[function_id])
+
+
+def our_waha_id(chat_id: str, message_key: dict[str, str]) -> str:
+    """How WAHA (WEBJS) names one of our sends: `true_<chat>_<ID>`, ID the one we asked it to use."""
+    from concierge import keys
+
+    message_id = message_key["sk"].rsplit("#", 1)[1]
+    return f"true_{chat_id}_{keys.outbound_waha_id(message_id)}"
+
+
+def ack_delivery(chat_id: str, waha_id: str, ack: int) -> dict[str, Any]:
+    """WAHA's `message.ack` for one of the hotel's messages, in the simulator's envelope (WAHA's docs' payload)."""
+    from concierge.ticks import ACK_NAMES
+
+    delivery = message_event(
+        chat_id, "", message_id=waha_id, event="message.ack", from_me=True, me_id=HOTEL_CHAT_ID, session=WAHA_SESSION
+    )
+    delivery["payload"] = {
+        "id": waha_id,
+        "from": chat_id,
+        "participant": None,
+        "fromMe": True,
+        "ack": ack,
+        "ackName": ACK_NAMES[ack],
+    }
+    return delivery
+
+
+def session_status_delivery(status: str = "WORKING") -> dict[str, Any]:
+    """WAHA's `session.status` for the served session, in the simulator's envelope."""
+    delivery = message_event(HOTEL_CHAT_ID, "", event="session.status", me_id=HOTEL_CHAT_ID, session=WAHA_SESSION)
+    delivery["payload"] = {
+        "name": WAHA_SESSION,
+        "status": status,
+        "statuses": [{"status": status, "timestamp": delivery["timestamp"]}],
+    }
+    return delivery
+
+
+def days_ago(days: int) -> str:
+    """A date (YYYY-MM-DD) this many days before today, in UTC."""
+    return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
 
 
 class PhoneNumbers:
@@ -190,14 +315,19 @@ class PhoneNumbers:
         return f"0812{next(self._numbers):08d}"
 
 
-def guest(phone_number: str, room: str = "101", checkin_date: str = "2026-11-25") -> dict[str, str]:
-    return {
+def guest(
+    phone_number: str, room: str = "101", checkin_date: str | None = None, checkout_date: str | None = None
+) -> dict[str, str]:
+    details = {
         "full_name": "Bench Guest",
         "room_number": room,
-        "checkin_date": checkin_date,
+        "checkin_date": checkin_date or date.today().isoformat(),
         "email": "guest@example.com",
         "phone_number": phone_number,
     }
+    if checkout_date:
+        details["checkout_date"] = checkout_date
+    return details
 
 
 def chat_id_of(phone_number: str) -> str:
@@ -256,6 +386,7 @@ class BenchStack:
             {
                 "TABLE_NAME": self.resources.table_name,
                 "OUTBOUND_QUEUE_URL": self.resources.outbound_queue_url,
+                "OUTBOUND_DEAD_LETTER_QUEUE_URL": self.resources.dead_letter_queue_url,
                 "WAHA_HOST": self.waha.url,
             }
         )
@@ -282,7 +413,14 @@ class BenchStack:
     def function_environment(self) -> dict[str, str]:
         """The environment a function sees here, for child processes that play a cold start."""
         assert self.resources is not None
-        names = [*_FIXED_ENVIRONMENT, "AWS_ENDPOINT_URL", "TABLE_NAME", "OUTBOUND_QUEUE_URL", "WAHA_HOST"]
+        names = [
+            *_FIXED_ENVIRONMENT,
+            "AWS_ENDPOINT_URL",
+            "TABLE_NAME",
+            "OUTBOUND_QUEUE_URL",
+            "OUTBOUND_DEAD_LETTER_QUEUE_URL",
+            "WAHA_HOST",
+        ]
         return {name: os.environ[name] for name in names if name in os.environ}
 
     def use_waha(self, simulator: WahaSimulator) -> None:
@@ -292,6 +430,24 @@ class BenchStack:
         os.environ["WAHA_HOST"] = simulator.url
         config.settings.cache_clear()
         waha.client.cache_clear()
+
+    @contextmanager
+    def conversation_setting(self, name: str, value: str) -> Iterator[None]:
+        """One of the bot's settings (e.g. AUTO_REPLY_COOLDOWN_MINUTES) changed inside the block, as a container
+        deployed with it would read it; the benchmark's value comes back after."""
+        from concierge import config
+
+        previous = os.environ.get(name)
+        os.environ[name] = value
+        config.conversation_settings.cache_clear()
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
+            config.conversation_settings.cache_clear()
 
     # --- AWS access outside the handlers (setup and checks; never counted) -----------------------------------
 
@@ -363,6 +519,10 @@ class BenchStack:
         pages = self.client("dynamodb").get_paginator("scan").paginate(TableName=self.table_name)
         return [item for page in pages for item in page["Items"]]
 
+    def images(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every item of the table as DynamoDB holds it (attribute values typed), by (pk, sk)."""
+        return {(item["pk"]["S"], item["sk"]["S"]): item for item in self.scan()}
+
     # --- invoking handlers -----------------------------------------------------------------------------------
 
     def context(self, function_id: str) -> LambdaContext:
@@ -380,14 +540,29 @@ class BenchStack:
         result = handler(fresh, context)
         return Outcome(result, time.perf_counter() - started)
 
-    def register(self, phone_number: str | None = None, **changes: str) -> tuple[dict[str, Any], Outcome]:
+    def register(
+        self, phone_number: str | None = None, idempotency_key: str | None = None, **changes: str
+    ) -> tuple[dict[str, Any], Outcome]:
         """Registers a guest (a new one unless phone_number is given) and checks it was accepted."""
         details = guest(phone_number or self.phones.next(), **changes)
-        outcome = self.call(REGISTER, register_event(details))
+        outcome = self.call(REGISTER, register_event(details, idempotency_key))
         status = outcome.result["statusCode"]
         if status != 201:
             raise RuntimeError(f"registration answered {status}: {outcome.result.get('body')}")
         return json.loads(outcome.result["body"]), outcome
+
+    def api(self, function_id: str, event: dict[str, Any], expected: int = 200) -> tuple[Any, Outcome]:
+        """Invokes an API function and checks its status; returns the decoded body (None when empty)."""
+        outcome = self.call(function_id, event)
+        status = outcome.result["statusCode"]
+        if status != expected:
+            raise RuntimeError(f"{function_id} answered {status}, expected {expected}: {outcome.result.get('body')}")
+        body = outcome.result.get("body")
+        return (json.loads(body) if body else None), outcome
+
+    def scheduled(self, function_id: str) -> Outcome:
+        """One run of a scheduled function, with its own timeout in the context as Lambda gives it."""
+        return self.call(function_id, schedule_event(function_id))
 
     def inbound(self, delivery: dict[str, Any], expected: str = "stored") -> Outcome:
         outcome = self.call(WEBHOOK, webhook_event(delivery))
@@ -412,6 +587,61 @@ class BenchStack:
     def sweep(self) -> Outcome:
         return self.call(SWEEPER, schedule_event())
 
+    def deliver_queued(self) -> int:
+        """Runs the sender over everything on the queue, as the event source would (setup); returns how many."""
+        delivered = 0
+        while messages := self.receive(10):
+            self.send(messages)
+            self.delete(messages)
+            delivered += len(messages)
+        return delivered
+
+    @contextmanager
+    def more_guests(self, count: int) -> Iterator[list[dict[str, Any]]]:
+        """`count` more registered guests, each with an open stay, inside the block; their items and queued
+        welcomes are gone again after it (moto's transactions slow down as the table grows)."""
+        with recording(keep_details=True) as log:
+            registrations = [self.register()[0] for _ in range(count)]
+        try:
+            yield registrations
+        finally:
+            self.forget(written_keys(log.records))
+            self.purge_queue()
+
+    def message_keys(self, user_id: str, kind: str) -> list[dict[str, str]]:
+        """The keys of a guest's messages of one kind (welcome, auto_reply, farewell...), oldest first."""
+        from concierge import keys
+
+        response = self.client("dynamodb").query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :messages)",
+            FilterExpression="kind = :kind",
+            ExpressionAttributeValues={
+                ":pk": {"S": keys.user_partition(user_id)},
+                ":messages": {"S": "MSG#"},
+                ":kind": {"S": kind},
+            },
+            ConsistentRead=True,
+        )
+        return [{"pk": item["pk"]["S"], "sk": item["sk"]["S"]} for item in response["Items"]]
+
+    def partition_size(self, user_id: str) -> int:
+        """How many items the guest's partition holds (profile, check-ins, sessions, messages)."""
+        from concierge import keys
+
+        pages = (
+            self.client("dynamodb")
+            .get_paginator("query")
+            .paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": keys.user_partition(user_id)}},
+                Select="COUNT",
+                ConsistentRead=True,
+            )
+        )
+        return sum(page["Count"] for page in pages)
+
     def write_messages(
         self,
         user_id: str,
@@ -425,9 +655,10 @@ class BenchStack:
     ) -> list[dict[str, str]]:
         """Writes message rows as the functions write them, without going through a handler (setup, not measured).
 
-        Pending rows are System messages of `kind` ("welcome" or "auto_reply", with the hotel's real copy) and
-        carry the outbox index attributes; `enqueue` also puts their keys on the queue, as registration and the
-        webhook do after their transaction. Other rows alternate guest and hotel. Returns the keys, oldest first."""
+        Pending rows are System messages of `kind` ("welcome" or "auto_reply", with the hotel's real copy);
+        `enqueue` also puts their keys on the queue, as registration and the webhook do before their transaction,
+        and without it the rows carry the outbox index's UNQUEUED mark, as when SQS refused the key. Other rows
+        alternate guest and hotel (the hotel's SENT, findable by WAHA's id). Returns the keys, oldest first."""
         from concierge import outbox, store, templates
 
         reply = templates.welcome("Bench Guest", "101") if kind == "welcome" else templates.auto_reply()
@@ -448,6 +679,8 @@ class BenchStack:
                 created_at=stamp,
                 status=store.PENDING if pending else (store.SENT if index % 2 else store.RECEIVED),
                 chat_id=chat_id,
+                # As the functions write it: only a row whose key did not reach the queue is marked for the sweeper.
+                queued=enqueue,
                 extra={"kind": kind} if pending or index % 2 else {},
             )
             rows.append({"PutRequest": {"Item": store.to_item(message.item())}})

@@ -102,9 +102,17 @@ def usage(stack: LocalStack) -> str:
             f"  curl -X POST {stack.waha_url}/api/sim/inbound -H 'Content-Type: application/json' "
             f"-d {_json_arg(_INBOUND_BODY)}",
             f"  curl {stack.waha_url}/api/sim/messages    # what WAHA 'sent'",
+            "   The simulator acknowledges what it sends (DEVICE, then READ: the history's status follows), and",
+            "   plays the hotel writing from its own phone:",
+            f"  curl -X POST {stack.waha_url}/api/sim/hotel-message -H 'Content-Type: application/json' "
+            f"-d {_json_arg({**_INBOUND_BODY, 'text': 'Your taxi is here'})}",
         ]
     else:
-        lines += ["", f"2. Configure WAHA's webhook (events message, message.any) to {stack.webhook_url}"]
+        lines += [
+            "",
+            f"2. Configure WAHA's webhook to {stack.webhook_url}, subscribed to the events message,",
+            "   message.any, message.ack and session.status",
+        ]
     webhook_body = _json_arg(_webhook_body(session))
     if config.waha_webhook_hmac_key:
         lines += [

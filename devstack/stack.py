@@ -41,6 +41,9 @@ WEBHOOK_FUNCTION_ID = "WahaWebhookFunction"
 # The literal in the template that mirrors the OutboundQueue's maxReceiveCount (the sender's "last attempt").
 MAX_RECEIVE_COUNT_VARIABLE = "OUTBOUND_MAX_RECEIVE_COUNT"
 _FAKE_CREDENTIAL = "testing"
+# `make run`'s simulated guest gets a message a second after it is sent and reads it two seconds later.
+MAKE_RUN_ACK_DELIVERED_SECONDS = 1.0
+MAKE_RUN_ACK_READ_SECONDS = 2.0
 _READY_TIMEOUT_SECONDS = 10.0
 
 
@@ -71,6 +74,22 @@ def _env_port(environ: Mapping[str, str], name: str, default: int) -> int:
     return default if value is None else value
 
 
+def _env_seconds_or_off(environ: Mapping[str, str], name: str, default: float | None) -> float | None:
+    """Seconds (0 or more), or None for `off`; unset or empty: the default."""
+    value = _env_str(environ, name)
+    if value is None:
+        return default
+    if value.lower() == "off":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{name} must be a number of seconds (0 or more) or off, not {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """What a local run may change. None means: the template's parameter default, or start our own."""
@@ -99,6 +118,10 @@ class StackConfig:
     # The stage's and usage plan's throttling, as deployed (429 past the limits). Off for tests that push load
     # through the local API on purpose; `make run` turns it on unless API_THROTTLING says otherwise.
     api_throttling: bool = False
+    # The simulator's acks of what it sent: DEVICE this long after a send, READ this long after DEVICE; None
+    # sends none of that kind. Off here, so tests see messages stay SENT; `make run` turns them on.
+    waha_sim_ack_delivered_seconds: float | None = None
+    waha_sim_ack_read_seconds: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
@@ -123,6 +146,10 @@ class StackConfig:
             visibility_timeout_override=_env_int(env, "VISIBILITY_TIMEOUT_OVERRIDE"),
             redrive_max_receive_override=_env_int(env, "REDRIVE_MAX_RECEIVE_OVERRIDE"),
             api_throttling=_env_flag(env, "API_THROTTLING", default=True),
+            waha_sim_ack_delivered_seconds=_env_seconds_or_off(
+                env, "WAHA_SIM_ACK_DELIVERED_SECONDS", MAKE_RUN_ACK_DELIVERED_SECONDS
+            ),
+            waha_sim_ack_read_seconds=_env_seconds_or_off(env, "WAHA_SIM_ACK_READ_SECONDS", MAKE_RUN_ACK_READ_SECONDS),
         )
 
 
@@ -544,6 +571,8 @@ class LocalStack:
             webhook_hmac_key=config.waha_webhook_hmac_key,
             session=self._parameter("WahaSession", config.waha_session),
             default_region=self._parameter("DefaultPhoneRegion", config.default_phone_region),
+            ack_delivered_seconds=config.waha_sim_ack_delivered_seconds,
+            ack_read_seconds=config.waha_sim_ack_read_seconds,
         )
         self.waha_url = self.simulator.start().rstrip("/")
 

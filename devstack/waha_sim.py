@@ -6,6 +6,11 @@ NestJS-style error bodies), and it posts inbound `message` webhooks signed and r
 sender does. Faults (unreachable, 500, slow, random failures) let tests drive the outbox through WAHA's real
 failure modes.
 
+What it accepted it acknowledges as WhatsApp would: a `message.ack` webhook with DEVICE (on the guest's phone)
+after `ack_delivered_seconds`, then READ `ack_read_seconds` later, each carrying the id its sendText answered.
+Either delay None leaves that ack out; both None (the default) sends no acks, for tests that count webhooks.
+It also plays the hotel writing from its own phone: a `message.any` event with `fromMe` (deliver_hotel_message).
+
 A sendText that repeats a pre-generated `id` is sent again by default: nothing in WAHA's documentation promises
 to drop it, so the system under test must not rely on that. `repeated_ids="drop"` makes it answer the first
 message instead, as WhatsApp keying messages by id would. Its own log masks phone numbers as the functions do.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import heapq
 import hmac
 import json
 import logging
@@ -30,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -81,6 +87,12 @@ _PHONE_DIGITS = re.compile(r"\+?\d{7,}")
 # WAMessageAck in WAHA: the number is what WhatsApp reports, the name is what WAHA adds next to it.
 ACK_SERVER = 1
 ACK_SERVER_NAME = "SERVER"
+ACK_DEVICE = 2
+ACK_READ = 3
+ACK_NAMES = {-1: "ERROR", 0: "PENDING", 1: "SERVER", 2: "DEVICE", 3: "READ", 4: "PLAYED"}
+ACK_EVENT = "message.ack"
+# WAHA sends the account's own messages (fromMe) on this event only.
+ALL_MESSAGES_EVENT = "message.any"
 
 _MAX_RETRY_DELAY_SECONDS = 2.0
 _SERVE_POLL_SECONDS = 0.05
@@ -90,6 +102,17 @@ _CROCKFORD_BASE32 = "0123456789abcdefghjkmnpqrstvwxyz"
 
 class WebhookNotConfiguredError(RuntimeError):
     """deliver_inbound was asked for, but the simulator has no webhook_url to post to."""
+
+
+@dataclass(order=True)
+class _DueAck:
+    """An ack waiting for its time (time.monotonic()); the sequence keeps acks due at once in order."""
+
+    due: float
+    sequence: int
+    message_id: str = field(compare=False)
+    chat: str = field(compare=False)
+    ack: int = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -185,17 +208,60 @@ def message_event(
         metadata={},
         me={"id": me_id, "pushName": PUSH_NAME},
         payload=payload,
-        environment={
-            "version": WAHA_VERSION,
-            "engine": ENGINE,
-            "tier": TIER,
-            "browser": "/usr/bin/chromium",
-            "platform": "linux/x64",
-            "worker": {"id": None},
-        },
+        environment=_environment(),
         engine=ENGINE,
     )
     return envelope
+
+
+def ack_event(
+    message_id: str,
+    chat: str,
+    ack: int,
+    *,
+    me_id: str = DEFAULT_ME_ID,
+    session: str = "default",
+) -> dict[str, Any]:
+    """A WAHA `message.ack` webhook body for a message the hotel's account sent to `chat`.
+
+    The payload is that of WAHA's docs example (webhook-message.ack.docs-example.json): `id` as the engine
+    answered sendText, `from` the chat (WAHA reads a DM's chat from it), `fromMe`, `ack` and `ackName`; with
+    `to` and `_data`, which WAHA's schema lists too. The envelope is message_event's.
+    """
+    now_ms = int(time.time() * 1000)
+    envelope = copy.deepcopy(_envelope_example())
+    envelope.update(
+        id=new_event_id(now_ms),
+        timestamp=now_ms,
+        event=ACK_EVENT,
+        session=session,
+        metadata={},
+        me={"id": me_id, "pushName": PUSH_NAME},
+        payload={
+            "id": message_id,
+            "from": chat,
+            "to": me_id,
+            "participant": None,
+            "fromMe": True,
+            "ack": ack,
+            "ackName": ACK_NAMES[ack],
+            "_data": {},
+        },
+        environment=_environment(),
+        engine=ENGINE,
+    )
+    return envelope
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "version": WAHA_VERSION,
+        "engine": ENGINE,
+        "tier": TIER,
+        "browser": "/usr/bin/chromium",
+        "platform": "linux/x64",
+        "worker": {"id": None},
+    }
 
 
 @functools.cache
@@ -296,7 +362,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WahaSimulator:
-    """WAHA on a local port: validates sendText like WAHA, records what it 'sent', and posts inbound webhooks."""
+    """WAHA on a local port: validates sendText like WAHA, records what it 'sent', and posts inbound webhooks.
+
+    `ack_delivered_seconds` / `ack_read_seconds`: the DEVICE ack of each accepted send that long after it, and
+    the READ ack that long after the DEVICE one (after the send when DEVICE is off); None leaves that ack out.
+    `own_ids`: give every sent message an id of its own instead of the pre-generated one it was asked to use,
+    as WAHA's engines may; its answer, chat list and acks all carry that id.
+    """
 
     def __init__(
         self,
@@ -315,11 +387,15 @@ class WahaSimulator:
         webhook_timeout: float = 10.0,
         me_id: str = DEFAULT_ME_ID,
         repeated_ids: str = "accept",
+        ack_delivered_seconds: float | None = None,
+        ack_read_seconds: float | None = None,
+        own_ids: bool = False,
     ) -> None:
         if webhook_attempts < 1:
             raise ValueError("webhook_attempts must be at least 1")
         if repeated_ids not in REPEATED_ID_MODES:
             raise ValueError(f"repeated_ids must be one of {', '.join(REPEATED_ID_MODES)}")
+        _check_ack_delays(ack_delivered_seconds, ack_read_seconds)
         self._host = host
         self._requested_port = port
         self._api_key = api_key
@@ -347,6 +423,14 @@ class WahaSimulator:
         # Hidden (@lid) senders this simulator has shown, and the phone chat id behind each.
         self._lids: dict[str, str] = {}
         self._fail_ratio = 0.0
+        self._own_ids = own_ids
+        self._ack_delivered_seconds = ack_delivered_seconds
+        self._ack_read_seconds = ack_read_seconds
+        # Acks not yet sent, soonest first; one thread posts them in turn (so DEVICE goes before READ).
+        self._due_acks: list[_DueAck] = []
+        self._ack_sequence = 0
+        self._acks_changed = threading.Condition(self._lock)
+        self._ack_thread: threading.Thread | None = None
         # Failure injection only, not security: a seedable PRNG is what makes load tests repeatable.
         self._rng = random.Random()  # noqa: S311
         # Set by stop(): wakes "slow" answers and webhook retry waits so shutdown never hangs on them.
@@ -368,19 +452,27 @@ class WahaSimulator:
             daemon=True,
         )
         self._thread.start()
+        self._ack_thread = threading.Thread(target=self._send_due_acks, name=f"waha-sim-acks-{self.port}", daemon=True)
+        self._ack_thread.start()
         logger.info("WAHA simulator listening on %s (session %s)", self.url, self._session)
         return self.url
 
     def stop(self) -> None:
         self._stopping.set()
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
+        server, thread, ack_thread = self._server, self._thread, self._ack_thread
+        self._server, self._thread, self._ack_thread = None, None, None
+        with self._acks_changed:
+            # What was not acknowledged yet never will be: a stopped WhatsApp sends nothing.
+            self._due_acks.clear()
+            self._acks_changed.notify_all()
         if server is not None:
             server.shutdown()
             server.close_connections()
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        if ack_thread is not None:
+            ack_thread.join(timeout=5)
         self._http.clear()
 
     def __enter__(self) -> Self:
@@ -421,6 +513,27 @@ class WahaSimulator:
             self._sent.clear()
             self._accepted_by_id.clear()
             self._chats.clear()
+            self._due_acks.clear()
+
+    def set_acks(self, delivered_seconds: float | None, read_seconds: float | None) -> None:
+        """The delays of the DEVICE and READ acks from now on (None: not sent). Acks already due keep their
+        time, but one whose kind is switched off is not sent."""
+        _check_ack_delays(delivered_seconds, read_seconds)
+        with self._acks_changed:
+            self._ack_delivered_seconds = delivered_seconds
+            self._ack_read_seconds = read_seconds
+            self._acks_changed.notify_all()
+        logger.info("WAHA simulator acks: DEVICE after %s s, READ %s s later", delivered_seconds, read_seconds)
+
+    @property
+    def acks(self) -> dict[str, float | None]:
+        with self._lock:
+            return {"delivered_seconds": self._ack_delivered_seconds, "read_seconds": self._ack_read_seconds}
+
+    def set_own_ids(self, own_ids: bool) -> None:
+        """True: sent messages get ids of the simulator's own, not the pre-generated ones asked for."""
+        with self._lock:
+            self._own_ids = own_ids
 
     def set_repeated_ids(self, mode: str) -> None:
         """'accept': a repeated pre-generated id is sent again (WAHA promises nothing else); 'drop': it is not."""
@@ -479,6 +592,30 @@ class WahaSimulator:
         if event == "message":
             # WAHA has the message in the chat whether or not the webhook gets through.
             self._remember(sender, envelope["payload"])
+        return self._post_event(envelope, sender)
+
+    def deliver_hotel_message(self, phone: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        """Posts a message the hotel wrote to a guest from its own phone (or WAHA's dashboard) to webhook_url:
+        WAHA's `message.any` with `fromMe`, the WEBJS way (id `true_<chat>_<id>`, `from` the hotel's number, `to`
+        the guest's chat). WAHA sends no `message` event for it. Retried like deliver_inbound."""
+        if self._webhook_url is None:
+            raise WebhookNotConfiguredError("the WAHA simulator has no webhook_url")
+        chat = chat_id(to_e164(phone, self._default_region))
+        envelope = message_event(
+            chat,
+            text,
+            message_id=message_id,
+            event=ALL_MESSAGES_EVENT,
+            from_me=True,
+            me_id=self._me_id,
+            session=self._session,
+        )
+        self._remember(chat, envelope["payload"])
+        return self._post_event(envelope, chat)
+
+    def _post_event(self, envelope: dict[str, Any], chat: str) -> dict[str, Any]:
+        """Posts one event to webhook_url as WAHA's sender does: signed, retried until a 2xx or out of attempts."""
+        assert self._webhook_url is not None
         # Compact and not ASCII-escaped, like JSON.stringify: receivers must check the HMAC on the bytes
         # they got, and a receiver that re-serialises the JSON before hashing would fail here as with WAHA.
         raw = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -495,9 +632,10 @@ class WahaSimulator:
         delivered = _is_success(status)
         log = logger.info if delivered else logger.warning
         log(
-            "webhook %s from %s: delivered=%s status=%s attempts=%d",
+            "webhook %s %s in %s: delivered=%s status=%s attempts=%d",
             envelope["id"],
-            mask(sender),
+            envelope["event"],
+            mask(chat),
             delivered,
             status,
             attempts,
@@ -512,6 +650,47 @@ class WahaSimulator:
 
     def _message_event(self, sender: str, text: str, message_id: str | None, event: str) -> dict[str, Any]:
         return message_event(sender, text, message_id=message_id, event=event, me_id=self._me_id, session=self._session)
+
+    # --- acks ----------------------------------------------------------------------------------------
+
+    def _schedule_first_ack(self, message_id: str, chat: str) -> None:
+        """Called with the lock held, for a message just accepted: its DEVICE ack, or READ when DEVICE is off."""
+        if self._webhook_url is None:
+            return
+        if self._ack_delivered_seconds is not None:
+            self._schedule_ack(message_id, chat, ACK_DEVICE, self._ack_delivered_seconds)
+        elif self._ack_read_seconds is not None:
+            self._schedule_ack(message_id, chat, ACK_READ, self._ack_read_seconds)
+
+    def _schedule_ack(self, message_id: str, chat: str, ack: int, delay: float) -> None:
+        # Called with the lock held.
+        self._ack_sequence += 1
+        heapq.heappush(self._due_acks, _DueAck(time.monotonic() + delay, self._ack_sequence, message_id, chat, ack))
+        self._acks_changed.notify_all()
+
+    def _next_due_ack(self) -> _DueAck | None:
+        """Waits for the next ack whose time has come; None once the simulator stops."""
+        with self._acks_changed:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if self._due_acks and self._due_acks[0].due <= now:
+                    return heapq.heappop(self._due_acks)
+                self._acks_changed.wait(self._due_acks[0].due - now if self._due_acks else None)
+        return None
+
+    def _send_due_acks(self) -> None:
+        while (due := self._next_due_ack()) is not None:
+            with self._lock:
+                # Switched off since it was scheduled: not sent.
+                wanted = (self._ack_delivered_seconds if due.ack == ACK_DEVICE else self._ack_read_seconds) is not None
+                read_after = self._ack_read_seconds
+            if not wanted or self._webhook_url is None:
+                continue
+            envelope = ack_event(due.message_id, due.chat, due.ack, me_id=self._me_id, session=self._session)
+            self._post_event(envelope, due.chat)
+            if due.ack == ACK_DEVICE and read_after is not None:
+                with self._lock:
+                    self._schedule_ack(due.message_id, due.chat, ACK_READ, read_after)
 
     def _webhook_headers(self, envelope: dict[str, Any], raw: bytes) -> dict[str, str]:
         # WAHA builds these once per event and its retries resend them unchanged, request id included.
@@ -631,9 +810,12 @@ class WahaSimulator:
     def _accept(self, body: dict[str, Any]) -> dict[str, Any]:
         """The WAMessage WAHA answers with; records the send (a repeated pre-generated id too, unless dropping)."""
         chat, pre_generated = body["chatId"], body.get("id")
-        message_id = f"true_{chat}_{pre_generated or secrets.token_hex(10).upper()}"
+        # How WAHA names the message when it uses the pre-generated id; repeats are recognised by it.
+        keyed = f"true_{chat}_{pre_generated}" if pre_generated else None
         with self._lock:
-            earlier = self._accepted_by_id.get(message_id) if pre_generated else None
+            own_id = f"true_{chat}_{secrets.token_hex(10).upper()}"
+            message_id = keyed if keyed and not self._own_ids else own_id
+            earlier = self._accepted_by_id.get(keyed) if keyed else None
             if earlier is not None and self._repeated_ids == "drop":
                 logger.info("sendText %s to %s repeated a pre-generated id; not sent again", pre_generated, mask(chat))
                 return copy.deepcopy(earlier)
@@ -654,9 +836,10 @@ class WahaSimulator:
                 "vCards": [],
                 "_data": {},
             }
-            if pre_generated and earlier is None:
-                self._accepted_by_id[message_id] = message
+            if keyed and earlier is None:
+                self._accepted_by_id[keyed] = message
             self._chats.setdefault(chat, []).append(copy.deepcopy(message))
+            self._schedule_first_ack(message_id, chat)
             self._sent.append(
                 {
                     "id": message_id,
@@ -748,7 +931,61 @@ class WahaSimulator:
             return self._sim_repeated_ids(raw)
         if method == "POST" and path == "/api/sim/inbound":
             return self._sim_inbound(raw)
+        if method == "POST" and path == "/api/sim/hotel-message":
+            return self._sim_hotel_message(raw)
+        if method == "GET" and path == "/api/sim/acks":
+            return _Reply(200, self.acks)
+        if method == "POST" and path == "/api/sim/acks":
+            return self._sim_acks(raw)
         return _error(404, "Not Found", f"Cannot {method} {path}")
+
+    def _sim_acks(self, raw: bytes) -> _Reply:
+        """{"delivered_seconds": s | null, "read_seconds": s | null}: a field left out keeps its value; null turns
+        that ack off. Answers the settings now in force."""
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        if not isinstance(body, dict):
+            return _error(400, "Bad Request", ["body must be a JSON object"])
+        current = self.acks
+        problems = [f"property {name} should not exist" for name in sorted(body) if name not in current]
+        for name in current:
+            value = body.get(name, current[name])
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or _bad_delay(value)
+            ):
+                problems.append(f"{name} must be a number of seconds, not negative, or null")
+        if problems:
+            return _error(400, "Bad Request", problems)
+        self.set_acks(
+            body.get("delivered_seconds", current["delivered_seconds"]),
+            body.get("read_seconds", current["read_seconds"]),
+        )
+        return _Reply(200, self.acks)
+
+    def _sim_hotel_message(self, raw: bytes) -> _Reply:
+        """{"phone", "text", "id"?}: the hotel writes to that guest from its own phone (deliver_hotel_message)."""
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        if not isinstance(body, dict):
+            return _error(400, "Bad Request", ["body must be a JSON object"])
+        problems = [
+            f"{name} must be a string"
+            for name, required in (("phone", True), ("text", True), ("id", False))
+            if (name in body or required) and not isinstance(body.get(name), str)
+        ]
+        if problems:
+            return _error(400, "Bad Request", problems)
+        if self._webhook_url is None:
+            return _error(409, "Conflict", "the WAHA simulator has no webhook_url configured")
+        try:
+            result = self.deliver_hotel_message(body["phone"], body["text"], message_id=body.get("id"))
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        return _Reply(200, result)
 
     def _sim_fault(self, raw: bytes) -> _Reply:
         try:
@@ -801,6 +1038,16 @@ class WahaSimulator:
         except ValueError as exc:
             return _error(400, "Bad Request", [str(exc)])
         return _Reply(200, result)
+
+
+def _bad_delay(delay: float) -> bool:
+    # NaN compares false with everything, so "not >= 0" catches it as well as negatives.
+    return not delay >= 0 or delay == float("inf")
+
+
+def _check_ack_delays(*delays: float | None) -> None:
+    if any(delay is not None and _bad_delay(delay) for delay in delays):
+        raise ValueError("an ack delay must be a number of seconds, not negative, or None")
 
 
 def _chat_messages_query(query: str) -> tuple[dict[str, Any], list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,11 +17,11 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
 
 from bench.calls import http_recording
-from concierge import outbox, store, waha
+from concierge import keys, outbox, store, waha
 from concierge.delivery import Batch, DeliveryFailed, waha_message_id
 from devstack.waha_sim import WahaSimulator
 from tests.conftest import forget_cached_clients, lambda_context
-from tests.driver import Concierge
+from tests.driver import Concierge, our_waha_id
 from tests.lambda_events import sqs_event
 
 
@@ -465,3 +466,63 @@ def test_waha_ids_match_our_pre_generated_id_with_or_without_the_chat_prefix() -
     assert waha.is_pre_generated(ours, ours)
     assert not waha.is_pre_generated(f"true_6281234567890@c.us_X{ours}", ours)
     assert not waha.is_pre_generated(f"true_6281234567890@c.us_{ours}0", ours)
+
+
+# --- WAHA's ids and WhatsApp's ticks -------------------------------------------------------------------------
+
+
+def test_waha_answering_an_id_of_its_own_stores_it_bare_so_its_acks_find_the_message(
+    concierge: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WAHA naming the message itself (not our pre-generated id): the row's `waha_id` becomes WAHA's bare id, so
+    the READ tick WAHA sends for it moves the message to READ."""
+    with WahaSimulator(own_ids=True) as own_ids:
+        monkeypatch.setenv("WAHA_HOST", own_ids.url)
+        forget_cached_clients()
+        _, guest = concierge.register()
+        concierge.deliver_queued()
+        (sent,) = own_ids.sent_messages()
+
+    welcome = _welcome(concierge)
+    bare = sent["id"].rsplit("_", 1)[1]
+    assert bare != waha_message_id(welcome["message_id"])
+    assert (welcome["status"], welcome["waha_message_id"], welcome["waha_id"]) == ("SENT", sent["id"], bare)
+    status, body = concierge.ack(sent["id"], 3)
+    assert status == 200 and (body["outcome"], body["status"]) == ("updated", "READ")
+    (message,) = concierge.conversation(guest["user_id"])
+    assert message["status"] == "READ" and message["read_at"]
+
+
+def test_waha_keeping_our_id_leaves_the_index_key_as_written(concierge: Concierge) -> None:
+    """WEBJS answers `true_<chat>_<our id>`: the same message, so `waha_id` stays our bare pre-generated id."""
+    concierge.register()
+    concierge.deliver_queued()
+
+    welcome = _welcome(concierge)
+    assert welcome["waha_message_id"].startswith("true_")
+    assert welcome["waha_id"] == keys.outbound_waha_id(welcome["message_id"]) == waha_message_id(welcome["message_id"])
+
+
+@pytest.mark.parametrize(("ack", "status"), [(2, "DELIVERED"), (3, "READ")])
+def test_record_of_a_message_already_delivered_or_read_is_skipped_quietly(
+    concierge: Concierge, caplog: pytest.LogCaptureFixture, ack: int, status: str
+) -> None:
+    """A redelivered record whose message WhatsApp has since delivered or read counts as already sent: nothing
+    is sent again, the tick is kept, and it is an info line, not a warning."""
+    concierge.register()
+    (record,) = _receive(concierge)
+    assert _send(concierge, [record]) == {"batchItemFailures": []}
+    welcome = _welcome(concierge)
+    concierge.ack(our_waha_id(welcome["message_id"]), ack)
+    caplog.set_level(logging.INFO, logger="concierge")
+    caplog.clear()
+
+    outcome = _batch(concierge, [record]).deliver(_records(concierge, [record])[0])
+
+    assert outcome == "already_sent"
+    assert _welcome(concierge)["status"] == status
+    assert len(concierge.waha.sent_messages()) == 1
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name.startswith("concierge") and r.levelno >= logging.WARNING
+    ]
+    assert warnings == []

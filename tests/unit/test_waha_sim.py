@@ -1,4 +1,5 @@
-"""The WAHA simulator keeps to WAHA's contract: sendText checks and answers, faults, signed and retried webhooks."""
+"""The WAHA simulator keeps to WAHA's contract: sendText checks and answers, faults, signed and retried webhooks,
+acks for what it sent, and the hotel's own messages."""
 
 from __future__ import annotations
 
@@ -153,7 +154,10 @@ def openapi_validator(schema_name: str) -> Draft202012Validator:
     components = _as_json_schema(json.loads((SHARED_WAHA / "openapi-excerpt.json").read_text())["components"])
     schemas = components["schemas"]
     # WAHA's generator writes the `event` enum as `type: object`, which no event name could satisfy.
-    schemas["WAHAWebhookMessage"]["properties"]["event"]["type"] = "string"
+    for webhook in ("WAHAWebhookMessage", "WAHAWebhookMessageAny", "WAHAWebhookMessageAck"):
+        schemas[webhook]["properties"]["event"]["type"] = "string"
+    # A 1:1 chat's ack has no participant: WAHA's docs example (webhook-message.ack.docs-example.json) sends null.
+    schemas["WAMessageAckBody"]["properties"]["participant"]["type"] = ["string", "null"]
     # Every DTO field lands in `required`, but WAHA's engines leave these out of 1:1 text messages
     # (JSON.stringify drops undefined), and the docs' own message example has neither.
     schemas["WAMessage"]["required"] = [
@@ -718,5 +722,167 @@ def test_answers_and_webhooks_validate_against_waha_openapi(sim: WahaSimulator, 
     # WHEN / THEN each validates against WAHA's own schema
     documents = (("WAMessage", message), ("WAMessage", listed), ("SessionInfo", session))
     for name, document in (*documents, ("WAHAWebhookMessage", envelope)):
+        errors = [error.message for error in openapi_validator(name).iter_errors(document)]
+        assert errors == [], f"{name}: {errors}"
+
+
+# --- acks of what was sent ------------------------------------------------------------------------------
+
+
+def received_acks(receiver: Receiver, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The receiver's first `count` deliveries (waiting for them to arrive), as envelopes."""
+    deadline = time.monotonic() + timeout
+    while len(receiver.received) < count:
+        assert time.monotonic() < deadline, f"{len(receiver.received)} of {count} webhooks arrived"
+        time.sleep(0.01)
+    return [webhook.envelope for webhook in receiver.received]
+
+
+def test_accepted_send_is_acknowledged_device_then_read_with_the_id_sendtext_answered(
+    http: urllib3.PoolManager,
+) -> None:
+    """A send is followed by two signed `message.ack` webhooks, DEVICE then READ, carrying the answered id."""
+    # GIVEN a simulator acknowledging sends at once, posting to a receiver that checks WAHA's HMAC
+    with (
+        Receiver(hmac_key=HMAC_KEY) as receiver,
+        WahaSimulator(
+            webhook_url=receiver.url, webhook_hmac_key=HMAC_KEY, ack_delivered_seconds=0, ack_read_seconds=0
+        ) as sim,
+    ):
+        # WHEN a message is sent with a pre-generated id
+        answer = send_text(http, sim, {**VALID, "id": "C" * 20}).json()
+        device, read = received_acks(receiver, 2)
+    # THEN both acks name the sent message as sendText did, in WAHA's envelope, in order, signed
+    assert receiver.hmac_failures == 0 and len(receiver.received) == 2
+    assert list(device) == list(load_spec("webhook-envelope.docs-example.json"))
+    for envelope, (ack, name) in ((device, (2, "DEVICE")), (read, (3, "READ"))):
+        assert (envelope["event"], envelope["session"], envelope["engine"]) == ("message.ack", "default", "WEBJS")
+        assert EVENT_ID.fullmatch(envelope["id"])
+        payload = envelope["payload"]
+        assert payload["id"] == answer["id"] == "true_6281234567890@c.us_" + "C" * 20
+        assert (payload["ack"], payload["ackName"], payload["fromMe"]) == (ack, name, True)
+        assert payload["from"] == VALID["chatId"] and payload["participant"] is None
+        assert abs(envelope["timestamp"] - time.time() * 1000) < 5000
+    assert device["timestamp"] <= read["timestamp"] and device["id"] != read["id"]
+    assert [webhook.headers["X-Webhook-Timestamp"] for webhook in receiver.received] == [
+        str(device["timestamp"]),
+        str(read["timestamp"]),
+    ]
+
+
+def test_acks_are_off_unless_asked_for_and_a_kind_switched_off_is_not_sent(http: urllib3.PoolManager) -> None:
+    """No acks by default; set_acks turns them on, and an ack already scheduled is dropped when its kind goes off."""
+    # GIVEN a simulator with a receiver and the default settings
+    with Receiver() as receiver, WahaSimulator(webhook_url=receiver.url) as sim:
+        assert sim.acks == {"delivered_seconds": None, "read_seconds": None}
+        # WHEN a message goes out with acks off, one with a DEVICE ack due later, then DEVICE is switched off
+        # and READ on, and two more go out (their READ acks due after the dropped DEVICE was)
+        unacknowledged = send_text(http, sim, {**VALID, "text": "off"}).json()
+        sim.set_acks(0.2, None)
+        dropped = send_text(http, sim, {**VALID, "text": "device dropped"}).json()
+        sim.set_acks(None, 0)
+        first_read = send_text(http, sim, {**VALID, "text": "read at once"}).json()
+        sim.set_acks(None, 0.4)
+        last_read = send_text(http, sim, {**VALID, "text": "read later"}).json()
+        acks = received_acks(receiver, 2)
+        # One thread posts acks in the order they fall due: the dropped DEVICE was due before the last READ.
+    # THEN only the two READ acks arrived
+    assert [(ack["payload"]["id"], ack["payload"]["ackName"]) for ack in acks] == [
+        (first_read["id"], "READ"),
+        (last_read["id"], "READ"),
+    ]
+    assert len(receiver.received) == 2
+    assert unacknowledged["id"] not in {ack["payload"]["id"] for ack in acks} and dropped["id"] != first_read["id"]
+
+
+def test_sim_acks_endpoint_reads_changes_and_validates_the_delays(http: urllib3.PoolManager) -> None:
+    """GET/POST /api/sim/acks: a field left out keeps its value, null switches that ack off, bad values are 400."""
+    # GIVEN a simulator created with both acks on
+    with WahaSimulator(ack_delivered_seconds=1, ack_read_seconds=2.5) as sim:
+        url = f"{sim.url}/api/sim/acks"
+        # WHEN the settings are read, changed in part, switched off, and sent wrong
+        initial = http.request("GET", url).json()
+        faster = http.request("POST", url, json={"delivered_seconds": 0.5})
+        off = http.request("POST", url, json={"delivered_seconds": None, "read_seconds": None})
+        bad = [
+            http.request("POST", url, json=body)
+            for body in ({"read_seconds": -1}, {"read_seconds": "soon"}, {"read_seconds": True}, {"colour": 1}, [1])
+        ]
+        after = sim.acks
+    # THEN each answer shows the settings in force, and the bad ones changed nothing
+    assert initial == {"delivered_seconds": 1, "read_seconds": 2.5}
+    assert (faster.status, faster.json()) == (200, {"delivered_seconds": 0.5, "read_seconds": 2.5})
+    assert (off.status, off.json()) == (200, {"delivered_seconds": None, "read_seconds": None})
+    assert [response.status for response in bad] == [400] * 5
+    assert after == {"delivered_seconds": None, "read_seconds": None}
+    with pytest.raises(ValueError, match="ack delay"):
+        WahaSimulator(ack_read_seconds=-0.5)
+    with pytest.raises(ValueError, match="ack delay"):
+        sim.set_acks(float("nan"), None)
+
+
+def test_own_ids_answers_and_acknowledges_an_id_other_than_the_pre_generated_one(http: urllib3.PoolManager) -> None:
+    """With own_ids WAHA names the message itself: the answer, the chat's list and the ack carry that id."""
+    # GIVEN a simulator that gives sends ids of its own, acknowledging READ at once
+    with Receiver() as receiver, WahaSimulator(webhook_url=receiver.url, own_ids=True, ack_read_seconds=0) as sim:
+        # WHEN a message asks for a pre-generated id
+        answer = send_text(http, sim, {**VALID, "id": "D" * 20}).json()
+        (ack,) = received_acks(receiver, 1)
+        (listed,) = chat_messages(http, sim, "limit=5").json()
+    # THEN WAHA's id is another one, and everything WAHA says afterwards uses it
+    assert re.fullmatch(r"true_6281234567890@c\.us_[0-9A-F]{20}", answer["id"]) and "D" * 20 not in answer["id"]
+    assert ack["payload"]["id"] == listed["id"] == sim.sent_messages()[0]["id"] == answer["id"]
+
+
+# --- the hotel writing from its own phone ----------------------------------------------------------------
+
+
+def test_hotel_message_posts_a_signed_message_any_from_me_as_webjs_shapes_it(http: urllib3.PoolManager) -> None:
+    """POST /api/sim/hotel-message posts WAHA's `message.any` with fromMe for the guest's chat, signed; the chat
+    lists it; a bad body is 400, and a simulator without a webhook answers 409."""
+    # GIVEN a simulator posting to a receiver that checks the HMAC, and one with no webhook
+    with (
+        Receiver(hmac_key=HMAC_KEY) as receiver,
+        WahaSimulator(webhook_url=receiver.url, webhook_hmac_key=HMAC_KEY) as sim,
+        WahaSimulator() as bare,
+    ):
+        # WHEN the hotel writes to a guest from its phone, and the endpoint is called wrongly
+        good = http.request(
+            "POST", f"{sim.url}/api/sim/hotel-message", json={"phone": "081234567890", "text": "Your taxi is here"}
+        )
+        no_text = http.request("POST", f"{sim.url}/api/sim/hotel-message", json={"phone": "081234567890"})
+        bad_phone = http.request("POST", f"{sim.url}/api/sim/hotel-message", json={"phone": "12", "text": "Hi"})
+        no_webhook = http.request(
+            "POST", f"{bare.url}/api/sim/hotel-message", json={"phone": "0812345678", "text": "x"}
+        )
+        (listed,) = chat_messages(http, sim, "limit=5").json()
+    # THEN one signed delivery, the WEBJS way: the id names the chat, `from` is the hotel and `to` the guest
+    assert good.status == 200 and good.json()["delivered"] is True
+    assert (no_text.status, bad_phone.status, no_webhook.status) == (400, 400, 409)
+    assert receiver.hmac_failures == 0
+    (webhook,) = receiver.received
+    envelope = webhook.envelope
+    payload = envelope["payload"]
+    assert (envelope["event"], envelope["session"]) == ("message.any", "default")
+    assert (
+        re.fullmatch(r"true_6281234567890@c\.us_[0-9A-F]{32}", payload["id"])
+        and payload["id"] == good.json()["payload_id"]
+    )
+    assert (payload["fromMe"], payload["from"], payload["to"]) == (True, sim.me_id, "6281234567890@c.us")
+    assert payload["body"] == "Your taxi is here"
+    assert listed["id"] == payload["id"] and listed["fromMe"] is True
+
+
+@needs_shared_reference
+def test_acks_and_hotel_messages_validate_against_waha_openapi(http: urllib3.PoolManager) -> None:
+    """The simulator's `message.ack` is a WAHAWebhookMessageAck and its hotel message a WAHAWebhookMessageAny."""
+    # GIVEN a simulator acknowledging at once
+    with Receiver() as receiver, WahaSimulator(webhook_url=receiver.url, ack_delivered_seconds=0) as sim:
+        send_text(http, sim, VALID)
+        (ack,) = received_acks(receiver, 1)
+        sim.deliver_hotel_message("081234567890", "Your taxi is here")
+        hotel = receiver.received[1].envelope
+    # WHEN / THEN each validates against WAHA's own schema
+    for name, document in (("WAHAWebhookMessageAck", ack), ("WAHAWebhookMessageAny", hotel)):
         errors = [error.message for error in openapi_validator(name).iter_errors(document)]
         assert errors == [], f"{name}: {errors}"

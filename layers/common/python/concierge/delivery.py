@@ -1,7 +1,7 @@
 """Delivering queued messages through WAHA, once, and recording each one's true status.
 
 A queue record carries a message key. The batch's messages are read in one consistent
-BatchGetItem; a message already SENT is not sent again. SQS hands a record over at least once,
+BatchGetItem; a message already SENT (or DELIVERED, READ) is not sent again. SQS hands a record over at least once,
 and one message can have two records (the sweeper re-queued one whose queueing only looked
 failed), so the send itself is made exclusive: a conditional write claims the message
 (PENDING or FAILED -> SENDING, with an owner and a lease) before WAHA is called, and the outcome
@@ -30,6 +30,8 @@ logger = Logger(child=True)
 
 # Claimed by one sender, which is calling WAHA; `lease_until` says when others may take it over.
 SENDING = "SENDING"
+# WAHA took the message; ticks may have moved it on since. A record finding one of these has nothing to do.
+_ALREADY_SENT = frozenset({store.SENT, store.DELIVERED, store.READ})
 
 # Lambda's budget left for writing the outcome after WAHA answers.
 SAFETY_MARGIN_MILLIS = 1500
@@ -118,8 +120,11 @@ class Batch:
     def _settled(self, key: keys.Key, message: dict[str, Any], record: dict[str, Any]) -> str | None:
         """What to answer without sending (None: go on and claim it); raises DeliveryFailed to look again later."""
         status = message.get("status")
-        if status == store.SENT:
-            logger.info("message already sent; redelivery ignored", extra={"message_id": message["message_id"]})
+        if status in _ALREADY_SENT:
+            logger.info(
+                "message already sent; redelivery ignored",
+                extra={"message_id": message["message_id"], "status": status},
+            )
             return "already_sent"
         if status == SENDING and message.get("lease_until", "") > store.iso(datetime.now(UTC)):
             # Another sender is calling WAHA for it. Dropping this record could lose the message (if it is
@@ -198,24 +203,31 @@ class Batch:
                 checked = True
                 if found is not None:
                     logger.info("WAHA already has this message; not sent again", extra={"message_id": message_id})
-                    self._record_sent(key, owner, found, message_id)
+                    self._record_sent(key, owner, found, pre_generated, message_id)
                     return "confirmed"
             waha_id = client.send_text(before["chat_id"], before["text"], pre_generated)
         except waha.WahaError as error:
             still_unknown = error.maybe_delivered or (unknown and not checked)
             self._record_failure(key, owner, message_id, error.reason, still_unknown, receive_count, record)
             raise DeliveryFailed(error.reason) from error
-        self._record_sent(key, owner, waha_id or pre_generated, message_id)
+        self._record_sent(key, owner, waha_id or pre_generated, pre_generated, message_id)
         return "sent"
 
     @staticmethod
-    def _record_sent(key: keys.Key, owner: str, waha_id: str, message_id: str) -> None:
+    def _record_sent(key: keys.Key, owner: str, waha_id: str, pre_generated: str, message_id: str) -> None:
+        values = {":sent": store.SENT, ":now": store.iso(datetime.now(UTC)), ":waha_id": waha_id, ":owner": owner}
+        expression = "SET #status = :sent, sent_at = :now, waha_message_id = :waha_id"
+        bare_id = keys.split_message_id(waha_id)[1]
+        if bare_id != pre_generated:
+            # WAHA gave the message an id of its own: its acks and echoes will carry that one, and the
+            # waha_ids index (written with ours) must find the message by it.
+            expression += ", waha_id = :bare_id"
+            values[":bare_id"] = bare_id
         recorded = store.update_item(
             key,
-            "SET #status = :sent, sent_at = :now, waha_message_id = :waha_id "
             # The outbox marker goes too: a row marked unqueued that was sent anyway must not be re-queued.
-            "REMOVE claim_owner, lease_until, last_error, delivery_unknown, outbox_pk, outbox_sk",
-            {":sent": store.SENT, ":now": store.iso(datetime.now(UTC)), ":waha_id": waha_id, ":owner": owner},
+            expression + " REMOVE claim_owner, lease_until, last_error, delivery_unknown, outbox_pk, outbox_sk",
+            values,
             condition="claim_owner = :owner",
             names={"#status": "status"},
         )

@@ -79,3 +79,26 @@ def session_ref(session_id: str) -> Key:
 def outbound_waha_id(message_id: str) -> str:
     """The id we ask WAHA to give an outbound message (and the waha_ids index key): stable across retries."""
     return message_id.replace("-", "").upper()
+
+
+# The first part of an id that names its chat: whether the account sent the message.
+_ID_DIRECTIONS = ("true", "false")
+
+
+def split_message_id(waha_id: str) -> tuple[str | None, str]:
+    """The chat a WAHA message id names (None when it names none) and the bare WhatsApp id inside it.
+
+    The bare id is the `waha_ids` index key: acks and echoes are matched by it, and the sender stores
+    WAHA's own id in this form when WAHA answers with another than the one we asked for.
+
+    WEBJS and WPP write `<fromMe>_<chat>_<id>`, followed by `_<participant>` in groups; NOWEB and GOWS
+    send the bare `<id>` (perhaps with a participant suffix in groups). Chat and participant ids hold an
+    "@" and WhatsApp's own ids never do, which tells the parts apart. Our sends' bare id is the one we
+    asked WAHA to use (outbound_waha_id), so the bare id finds them whatever the engine.
+    """
+    parts = waha_id.split("_")
+    if len(parts) >= 3 and parts[0] in _ID_DIRECTIONS and "@" in parts[1] and parts[2] and "@" not in parts[2]:
+        return parts[1], parts[2]
+    if len(parts) >= 2 and "@" in parts[-1] and parts[0] and not any("@" in part for part in parts[:-1]):
+        return None, "_".join(parts[:-1])
+    return None, waha_id

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from concierge import phone
 from concierge.config import MAX_SESSION_NAME_BYTES, WEBHOOK_CLOCK_SKEW_SECONDS
+from concierge.keys import split_message_id
 from concierge.ticks import ACK_ERROR, ACK_NAMES, ACK_PENDING, ACK_PLAYED, ACK_SERVER
 
 MESSAGE_EVENTS = frozenset({"message", "message.any"})
@@ -212,25 +213,6 @@ def _phone_in_data(data: dict[str, Any] | None) -> str | None:
             if found:
                 return found
     return None
-
-
-_ID_DIRECTIONS = ("true", "false")
-
-
-def split_message_id(waha_id: str) -> tuple[str | None, str]:
-    """The chat a WAHA message id names (None when it names none) and the bare WhatsApp id inside it.
-
-    WEBJS and WPP write `<fromMe>_<chat>_<id>`, followed by `_<participant>` in groups; NOWEB and GOWS
-    send the bare `<id>` (perhaps with a participant suffix in groups). Chat and participant ids hold an
-    "@" and WhatsApp's own ids never do, which tells the parts apart. Our sends' bare id is the one we
-    asked WAHA to use (keys.outbound_waha_id), so the bare id finds them whatever the engine.
-    """
-    parts = waha_id.split("_")
-    if len(parts) >= 3 and parts[0] in _ID_DIRECTIONS and "@" in parts[1] and parts[2] and "@" not in parts[2]:
-        return parts[1], parts[2]
-    if len(parts) >= 2 and "@" in parts[-1] and parts[0] and not any("@" in part for part in parts[:-1]):
-        return None, "_".join(parts[:-1])
-    return None, waha_id
 
 
 def _me_id(event: WahaEvent) -> str | None:
