@@ -45,10 +45,7 @@ def _waha_sessions(raw: str | None) -> tuple[str, ...]:
 
 
 def _hours(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip() or str(default)
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_WEBHOOK_MAX_AGE_HOURS:
-        raise InvalidSetting(f"{name} must be a whole number of hours from 1 to {MAX_WEBHOOK_MAX_AGE_HOURS}")
-    return int(raw)
+    return _whole_number(name, default, 1, MAX_WEBHOOK_MAX_AGE_HOURS)
 
 
 def webhook_event_ttl_days(max_age_hours: int) -> int:
@@ -67,10 +64,7 @@ MAX_MESSAGE_RETENTION_DAYS = 3650
 
 def _retention_days() -> int:
     """MESSAGE_RETENTION_DAYS: how long a stay's messages are kept after it ends."""
-    raw = os.environ.get("MESSAGE_RETENTION_DAYS", "").strip() or str(DEFAULT_MESSAGE_RETENTION_DAYS)
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_MESSAGE_RETENTION_DAYS:
-        raise InvalidSetting(f"MESSAGE_RETENTION_DAYS must be a whole number from 1 to {MAX_MESSAGE_RETENTION_DAYS}")
-    return int(raw)
+    return _whole_number("MESSAGE_RETENTION_DAYS", DEFAULT_MESSAGE_RETENTION_DAYS, 1, MAX_MESSAGE_RETENTION_DAYS)
 
 
 @dataclass(frozen=True)
@@ -89,6 +83,10 @@ class Settings:
     webhook_max_age_hours: int = DEFAULT_WEBHOOK_MAX_AGE_HOURS
     outbound_dead_letter_queue_url: str = ""
     message_retention_days: int = DEFAULT_MESSAGE_RETENTION_DAYS
+    # Guests' photos and files: the copy jobs' queue, the bucket they are kept in (concierge.media).
+    media_queue_url: str = ""
+    media_bucket: str = ""
+    media_max_receive_count: int = 6
 
     def __post_init__(self) -> None:
         if not self.waha_sessions:
@@ -119,6 +117,9 @@ def settings() -> Settings:
         webhook_max_age_hours=max_age_hours,
         outbound_dead_letter_queue_url=os.environ.get("OUTBOUND_DEAD_LETTER_QUEUE_URL", ""),
         message_retention_days=_retention_days(),
+        media_queue_url=os.environ.get("MEDIA_QUEUE_URL", ""),
+        media_bucket=os.environ.get("MEDIA_BUCKET", ""),
+        media_max_receive_count=int(os.environ.get("MEDIA_MAX_RECEIVE_COUNT", "6")),
     )
 
 

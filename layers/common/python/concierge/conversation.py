@@ -51,6 +51,27 @@ def policy() -> auto_replies.Policy:
     return auto_replies.Policy(cooldown=timedelta(minutes=config.auto_reply_cooldown_minutes), business_hours=hours)
 
 
+def _find_stay(message: GuestMessage | HotelMessage) -> Outcome | tuple[dict[str, Any], str, str, keys.Key]:
+    """The guest's active stay for a WAHA message, in one read with its dedupe marker; or why there is none."""
+    e164 = _resolve_phone(message)
+    marker_key = keys.waha_event(message.waha_session, message.waha_message_id)
+    phone_key = keys.phone(e164) if e164 else None
+    found = store.get_many([marker_key, phone_key] if phone_key else [marker_key])
+    if store.identity(marker_key) in found:
+        logger.info("repeated WAHA delivery ignored")
+        return Outcome.DUPLICATE
+    guest = found.get(store.identity(phone_key)) if phone_key else None
+    masked = phone.mask(e164 or "")
+    if guest is None or e164 is None:
+        logger.warning("message with an unknown phone number ignored", extra={"phone": masked})
+        return Outcome.UNKNOWN_GUEST
+    session_id = guest.get("active_session_id")
+    if not session_id:
+        logger.warning("message of a guest with no active session ignored", extra={"phone": masked})
+        return Outcome.NO_ACTIVE_SESSION
+    return guest, e164, session_id, marker_key
+
+
 RECEIVE_ATTEMPTS = 6
 
 
@@ -68,22 +89,11 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
     sent, an opt-out), updates the lookup on condition that its state version is the one read: three
     lines arriving at once on three instances still get one auto-reply.
     """
-    e164 = _resolve_phone(message)
-    marker_key = keys.waha_event(message.waha_session, message.waha_message_id)
-    phone_key = keys.phone(e164) if e164 else None
-    found = store.get_many([marker_key, phone_key] if phone_key else [marker_key])
-    if store.identity(marker_key) in found:
-        logger.info("repeated WAHA delivery ignored")
-        return Outcome.DUPLICATE
-    guest = found.get(store.identity(phone_key)) if phone_key else None
-    masked = phone.mask(e164 or "")
-    if guest is None or e164 is None:
-        logger.warning("message from an unknown phone number ignored", extra={"phone": masked})
-        return Outcome.UNKNOWN_GUEST
-    session_id = guest.get("active_session_id")
-    if not session_id:
-        logger.warning("message from a guest with no active session ignored", extra={"phone": masked})
-        return Outcome.NO_ACTIVE_SESSION
+    stay = _find_stay(message)
+    if isinstance(stay, Outcome):
+        return stay
+    guest, e164, session_id, marker_key = stay
+    masked = phone.mask(e164)
 
     now = datetime.now(UTC)
     user_id = guest["user_id"]
@@ -233,22 +243,11 @@ def record_from_hotel(message: HotelMessage, attempts: int = 3) -> HotelOutcome:
 def _store_hotel_message(message: HotelMessage, attempts: int) -> HotelOutcome:
     from concierge import staff
 
-    e164 = _resolve_phone(message)
-    marker_key = keys.waha_event(message.waha_session, message.waha_message_id)
-    phone_key = keys.phone(e164) if e164 else None
-    found = store.get_many([marker_key, phone_key] if phone_key else [marker_key])
-    if store.identity(marker_key) in found:
-        logger.info("repeated WAHA delivery ignored")
-        return HotelOutcome.DUPLICATE
-    guest = found.get(store.identity(phone_key)) if phone_key else None
-    masked = phone.mask(e164 or "")
-    if guest is None or e164 is None:
-        logger.warning("hotel message to an unknown phone number ignored", extra={"phone": masked})
-        return HotelOutcome.UNKNOWN_GUEST
-    session_id = guest.get("active_session_id")
-    if not session_id:
-        logger.warning("hotel message to a guest with no active session ignored", extra={"phone": masked})
-        return HotelOutcome.NO_ACTIVE_SESSION
+    stay = _find_stay(message)
+    if isinstance(stay, Outcome):
+        return HotelOutcome(stay.value)
+    guest, e164, session_id, marker_key = stay
+    masked = phone.mask(e164)
     now = datetime.now(UTC)
     user_id = guest["user_id"]
     actions = [

@@ -310,13 +310,18 @@ def query_sessions(user_id: str) -> list[dict[str, Any]]:
         "ExpressionAttributeValues": to_item({":pk": keys.user_partition(user_id), ":session": keys.SESSION_PREFIX}),
         "ConsistentRead": True,
     }
-    sessions: list[dict[str, Any]] = []
+    return query_all(request)
+
+
+def query_all(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every item a Query matches, page after page (1 MB each)."""
+    items: list[dict[str, Any]] = []
     while True:
         response = aws_clients.dynamodb().query(**request)
-        sessions += [from_item(item) for item in response.get("Items", [])]
+        items += [from_item(item) for item in response.get("Items", [])]
         if not response.get("LastEvaluatedKey"):
-            return sessions
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            return items
+        request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
 
 
 def query_open_sessions(
@@ -348,13 +353,7 @@ def query_sessions_due(now: str) -> list[dict[str, Any]]:
         "FilterExpression": "close_at <= :now",
         "ExpressionAttributeValues": to_item({":open": keys.OPEN_SESSIONS, ":now": now}),
     }
-    due: list[dict[str, Any]] = []
-    while True:
-        response = aws_clients.dynamodb().query(**request)
-        due += [from_item(item) for item in response.get("Items", [])]
-        if not response.get("LastEvaluatedKey"):
-            return due
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return query_all(request)
 
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
