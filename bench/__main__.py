@@ -82,7 +82,6 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         _progress(started, f"moto at {stack.endpoint}, WAHA simulators at {stack.waha.url} and {stack.slow_waha.url}")
         results["harness"] = {"moto_partitions_dropped": stack.moto_partitions_dropped}
         flow_calls, known = flows.run(stack)
-        table_items = stack.scan()
         _progress(started, "AWS calls per flow counted")
         results["latency"] = latency.measure(stack, known, arguments.calls, arguments.sender_batches)
         _progress(started, "latency measured")
@@ -92,10 +91,10 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         _progress(started, "cold starts measured")
     results["sizes"] = sizes.measure()
     _progress(started, "package sizes measured")
-    results["cost"] = cost.model(flow_calls, results["latency"], table_items)
+    results["cost"] = cost.model(flow_calls, results["latency"])
     results["calls"] = {
-        key: {**flow.as_json(), "capacity": results["cost"]["per_flow_capacity"][key]}
-        for key, flow in flow_calls.items()
+        key: {**flow_calls[key].as_json(), "capacity": results["cost"]["per_flow_capacity"][key]}
+        for key in flows.in_document_order(flow_calls)
     }
     results["budgets"] = report.evaluate_budgets(results)
     results["duration_s"] = time.monotonic() - started

@@ -37,16 +37,24 @@ from packaging.utils import canonicalize_name
 from bench import cold_child
 from bench.flows import KnownGuest
 from bench.harness import (
+    CLOSE_STAYS,
+    CONVERSATIONS,
+    ERASE,
+    EXPIRE,
+    HEALTH,
     HISTORY,
     REGISTER,
     SENDER,
     SWEEPER,
     WEBHOOK,
     BenchStack,
+    erase_event,
     guest,
+    health_event,
     history_event,
     register_event,
     schedule_event,
+    sessions_event,
     webhook_delivery,
     webhook_event,
 )
@@ -203,9 +211,19 @@ class ColdStarts:
         if variant == SENDER:
             keys = stack.write_messages(known.user_id, known.chat_id, 2, pending=True)
             return [self._sqs_event(key) for key in keys]
-        if variant == SWEEPER:
-            return [schedule_event() for _ in range(2)]
-        return [{} for _ in range(2)]
+        if variant in (SWEEPER, CLOSE_STAYS, EXPIRE):
+            return [schedule_event(variant) for _ in range(2)]
+        if variant == CONVERSATIONS:
+            # The list of conversations: read-only, so every run finds the same table.
+            return [sessions_event() for _ in range(2)]
+        if variant == HEALTH:
+            return [health_event() for _ in range(2)]
+        if variant == ERASE:
+            # A guest each, registered (not timed) by the parent's own handler.
+            return [erase_event(stack.register()[0]["user_id"]) for _ in range(2)]
+        if variant == BASELINE:
+            return [{} for _ in range(2)]
+        raise ValueError(f"no cold-start events for {variant}: add them here when template.yaml gains a function")
 
     def _sqs_event(self, key: dict[str, str]) -> dict[str, Any]:
         from concierge import outbox

@@ -288,6 +288,12 @@ class CapacityModel:
         elif operation in ("Query", "Scan"):
             items = (record.response or {}).get("Items", [])
             capacity.rru += read_units(sum(item_size(item) for item in items), bool(params.get("ConsistentRead")))
+            if "FilterExpression" in params or "ProjectionExpression" in params:
+                # DynamoDB bills the whole items a Query reads, before its filter and projection.
+                capacity.note(
+                    "a Query with a filter or a projection is priced by what it returned (a lower bound: DynamoDB "
+                    "bills the items it read)"
+                )
         else:
             capacity.note(f"{record.operation} is not priced")
 
@@ -328,12 +334,12 @@ def _scenario(uses: list[FunctionUse], esm_batches_per_stay: float) -> dict[str,
     capacity = Capacity()
     for use in uses:
         capacity = capacity + use.capacity.times(use.per_stay)
-    uses = [use for use in uses if use.invoked]
-    invocations = sum(use.per_stay for use in uses) * STAYS
-    gb_seconds = sum(use.per_stay * LAMBDA_MEMORY_GB * math.ceil(use.duration_ms) / 1000 for use in uses) * STAYS
+    invoked = [use for use in uses if use.invoked]
+    invocations = sum(use.per_stay for use in invoked) * STAYS
+    gb_seconds = sum(use.per_stay * LAMBDA_MEMORY_GB * math.ceil(use.duration_ms) / 1000 for use in invoked) * STAYS
     # The SQS event source's ReceiveMessage and DeleteMessageBatch are billed to the account like our own calls.
     sqs = round(capacity.sqs_requests * STAYS) + round(2 * esm_batches_per_stay * STAYS)
-    api = sum(use.per_stay for use in uses if use.api_request) * STAYS
+    api = sum(use.per_stay for use in invoked if use.api_request) * STAYS
     lines = [
         _line("API Gateway REST requests", api, "request", PRICES["api_gateway_rest_request"]),
         _line("Lambda requests", invocations, "request", PRICES["lambda_request"]),
@@ -344,8 +350,8 @@ def _scenario(uses: list[FunctionUse], esm_batches_per_stay: float) -> dict[str,
         _line("DynamoDB read request units", capacity.rru * STAYS, "RRU", PRICES["dynamodb_rru"]),
         _line("SQS requests (ours and the event source's)", sqs, "request", PRICES["sqs_request"]),
     ]
-    log_bytes = sum(use.per_stay * (use.log_bytes + PLATFORM_LOG_BYTES_PER_INVOCATION) for use in uses) * STAYS
-    traces = sum(use.per_stay for use in uses if use.traced_root) * STAYS
+    log_bytes = sum(use.per_stay * (use.log_bytes + PLATFORM_LOG_BYTES_PER_INVOCATION) for use in invoked) * STAYS
+    traces = sum(use.per_stay for use in invoked if use.traced_root) * STAYS
     extra_lines = [
         _line("CloudWatch Logs ingestion", log_bytes / 1e9, "GB", EXTRA_PRICES["cloudwatch_logs_gb_ingested"]),
         _line(
@@ -358,7 +364,10 @@ def _scenario(uses: list[FunctionUse], esm_batches_per_stay: float) -> dict[str,
         "extra_lines": extra_lines,
         "extra_total": sum(line["cost"] for line in extra_lines),
         "dynamodb": capacity.times(STAYS).as_json(),
-        "uses": [{"name": use.name, "per_stay": use.per_stay, "duration_ms": use.duration_ms} for use in uses],
+        "uses": [
+            {"name": use.name, "per_stay": use.per_stay, "duration_ms": use.duration_ms, "invoked": use.invoked}
+            for use in uses
+        ],
     }
 
 

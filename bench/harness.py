@@ -331,7 +331,10 @@ def guest(
 
 
 def chat_id_of(phone_number: str) -> str:
-    """The WhatsApp chat id WAHA reports for a local 08... number (Indonesia, +62)."""
+    """The WhatsApp chat id WAHA reports for a local 08... number (Indonesia, +62), or for an E.164 one (as the
+    registration answers it)."""
+    if phone_number.startswith("+"):
+        return f"{phone_number[1:]}@c.us"
     return f"62{phone_number.removeprefix('0')}@c.us"
 
 

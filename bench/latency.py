@@ -17,8 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.calls import CreationLog, counting_creations, http_recording, recording
-from bench.flows import HISTORY_PAGE, KnownGuest
-from bench.harness import BenchStack, Outcome, chat_id_of, webhook_delivery, written_keys
+from bench.flows import HISTORY_PAGE, SESSIONS_PAGE, KnownGuest
+from bench.harness import (
+    CLOSE_STAYS,
+    CONVERSATIONS,
+    EXPIRE,
+    HEALTH,
+    BenchStack,
+    Outcome,
+    ack_delivery,
+    chat_id_of,
+    health_event,
+    our_waha_id,
+    sessions_event,
+    staff_reply_event,
+    webhook_delivery,
+    written_keys,
+)
+from concierge.ticks import ACK_READ
 
 # The container is already warm (bench.flows ran every function); these only settle caches and connections.
 WARM_UP = 5
@@ -200,16 +216,82 @@ def measure(stack: BenchStack, known: KnownGuest, calls: int, sender_batches: in
         lambda: stack.inbound(duplicate, expected="duplicate"),
         tidy=False,
     )
-    echo = webhook_delivery(known.chat_id, "Welcome!", event="message.any", from_me=True)
-    results["inbound_own_echo"] = _series(
-        stack,
-        "Hotel's own message echoed (message.any, fromMe)",
-        "request",
-        sender_batches,
-        lambda: stack.inbound(echo, expected="ignored"),
-        tidy=False,
-    )
+    results.update(_webhook_series(stack, sender_batches))
+    results.update(_staff_series(stack, sender_batches))
     results["sender_batch10"] = _sender_series(stack, "Sender, batch of 10 (WAHA answers at once)", sender_batches, 10)
     results["sender_batch1"] = _sender_series(stack, "Sender, batch of 1 (WAHA answers at once)", sender_batches, 1)
     results["sweeper"] = _series(stack, "Sweeper run (nothing stale)", "run", sender_batches, stack.sweep, tidy=False)
+    results["close_stays_none"] = _series(
+        stack, "Closing run (none due)", "run", sender_batches, lambda: stack.scheduled(CLOSE_STAYS), tidy=False
+    )
+    results["retention_none"] = _series(
+        stack, "Retention run (nothing closed)", "run", sender_batches, lambda: stack.scheduled(EXPIRE), tidy=False
+    )
+    return results
+
+
+def _webhook_series(stack: BenchStack, count: int) -> dict[str, dict[str, Any]]:
+    """Deliveries WAHA makes beside the guests' messages: our sends echoed, their ticks, the hotel's own lines.
+
+    Shorter series: they price the message.any and message.ack scenarios of the cost model."""
+    results: dict[str, dict[str, Any]] = {}
+    user_id, chat_id = str(uuid.uuid4()), chat_id_of(stack.phones.next())
+    # Our messages as the sender leaves them (SENT, with the id WAHA knows them by), one per tick.
+    rows = stack.write_messages(user_id, chat_id, 2 * (count + WARM_UP), pending=False)
+    sent = iter(rows[1::2])
+    echoed = our_waha_id(chat_id, rows[1])
+    results["inbound_own_echo"] = _series(
+        stack,
+        "Our own send echoed (message.any, fromMe)",
+        "request",
+        count,
+        lambda: stack.inbound(
+            webhook_delivery(chat_id, "Welcome!", message_id=echoed, event="message.any", from_me=True),
+            expected="ignored",
+        ),
+        tidy=False,
+    )
+    results["ack"] = _series(
+        stack,
+        "Delivery tick (message.ack READ)",
+        "request",
+        count,
+        lambda: stack.inbound(ack_delivery(chat_id, our_waha_id(chat_id, next(sent)), ACK_READ), expected="updated"),
+        tidy=False,
+    )
+    stack.forget(rows)
+    return results
+
+
+def _staff_series(stack: BenchStack, count: int) -> dict[str, dict[str, Any]]:
+    """The hotel's side, on a guest of its own: staff replies, the hotel's own WhatsApp lines, the list, health."""
+    results: dict[str, dict[str, Any]] = {}
+    registration = stack.register()[0]
+    chat_id, session_id = chat_id_of(registration["phone_number"]), registration["session_id"]
+    results["staff_reply"] = _series(
+        stack,
+        "Staff reply",
+        "request",
+        count,
+        lambda: stack.api(CONVERSATIONS, staff_reply_event(session_id), expected=202)[1],
+    )
+    results["hotel_message"] = _series(
+        stack,
+        "The hotel's own message (message.any, fromMe), stored",
+        "request",
+        count,
+        lambda: stack.inbound(webhook_delivery(chat_id, "Your laundry is ready.", event="message.any", from_me=True)),
+    )
+    with stack.more_guests(SESSIONS_PAGE):
+        results["sessions"] = _series(
+            stack,
+            f"List of conversations (a page of {SESSIONS_PAGE})",
+            "request",
+            count,
+            lambda: stack.api(CONVERSATIONS, sessions_event())[1],
+            tidy=False,
+        )
+    results["health"] = _series(
+        stack, "Health", "request", count, lambda: stack.api(HEALTH, health_event())[1], tidy=False
+    )
     return results

@@ -1,11 +1,18 @@
-"""`python -m devstack.demo` (make demo): the hotel guide's two manual tests against a running `make run`.
+"""`python -m devstack.demo` (make demo): the hotel guide's two manual tests against a running `make run`, then
+a conversation as the hotel lives it.
 
 1. The hotel system registers the guide's Test Guest (`POST /api/v1/guests/register` with the x-api-key).
 2. The guest writes "Hello, I need help" on WhatsApp: the WAHA simulator posts WAHA's webhook to the API.
+   The demo waits (about ten seconds at most) until the history API shows the welcome and the auto-reply sent.
+3. Two more lines follow at once: three lines, one auto-reply (AUTO_REPLY_COOLDOWN_MINUTES).
+4. The front desk sees the guest waiting (`GET /api/v1/sessions?status=waiting`), answers
+   (`POST /api/v1/sessions/{session_id}/messages`), and the guest is waiting no more.
+5. The simulator's acks move the staff reply to READ in the history (skipped when its READ acks are off).
+6. The guest checks out (`POST /api/v1/guests/{user_id}/checkout`) and gets the farewell.
 
-Then it waits (about ten seconds at most) until the history API shows the welcome and the auto-reply SENT, and
-prints the stored conversation and what the simulated WAHA sent. With WAHA_HOST set (a real WAHA, no
-simulator) step 2 is skipped: a real guest has to write from their phone.
+Then it prints the stored conversation and what the simulated WAHA sent. The check-out ends the stay, so a
+second run registers a new one. With WAHA_HOST set (a real WAHA, no simulator) only step 1 runs: a real guest
+has to write from their phone.
 
 The URLs and the API key are those of the running `make run`, which writes them to a state file
 (devstack/run_state.py); without one, they come from the same settings as `make run` (environment, then `.env`):
@@ -31,7 +38,19 @@ from devstack.stack import StackConfig
 
 REGISTER_PATH = "/api/v1/guests/register"
 HISTORY_PATH = "/api/v1/guests/{user_id}/messages"
+SESSIONS_PATH = "/api/v1/sessions?status={status}"
+STAFF_MESSAGE_PATH = "/api/v1/sessions/{session_id}/messages"
+CHECKOUT_PATH = "/api/v1/guests/{user_id}/checkout"
 GUEST_TEXT = "Hello, I need help"
+# With GUEST_TEXT, the three lines a guest sends in a row.
+MORE_GUEST_LINES = ("Is breakfast included?", "And could I have a late check-out?")
+STAFF_REPLY = {
+    "text": "Good morning! Breakfast is served from 06:30 to 10:30, and a late check-out until 14:00 is fine.",
+    "author": "Front desk",
+}
+# A message leaves PENDING when a sender claims it (SENDING) and is sent once WAHA takes it; ticks move it on.
+IN_FLIGHT = frozenset({"PENDING", "SENDING"})
+SENT_OR_LATER = frozenset({"SENT", "DELIVERED", "READ"})
 DEFAULT_WAIT_SECONDS = 10.0
 _POLL_SECONDS = 0.2
 _PAGE_SIZE = 100
@@ -134,12 +153,17 @@ def _new_reply(messages: list[dict[str, Any]], seen: set[str]) -> dict[str, Any]
     return None
 
 
+def _who(message: dict[str, Any]) -> str:
+    return f"{message['role']} ({message['author']})" if message.get("author") else message["role"]
+
+
 def print_conversation(client: Client, user_id: str) -> None:
     messages = client.conversation(user_id)
     print(f"\nStored conversation (GET {HISTORY_PATH.format(user_id=user_id)}), {len(messages)} message(s):")
     for message in messages:
         error = f"  error: {message['error']}" if message.get("error") else ""
-        print(f"  {message['created_at']}  {message['role']:<6}  {message['status']:<8}{error}".rstrip())
+        read = f"  read {message['read_at']}" if message.get("read_at") else ""
+        print(f"  {message['created_at']}  {_who(message):<20}  {message['status']:<9}{read}{error}".rstrip())
         print(_indented(message["text"], "      "))
 
 
@@ -165,7 +189,8 @@ def register(client: Client) -> dict[str, Any]:
     return answer.body
 
 
-def guest_writes(client: Client, registration: dict[str, Any], timeout: float) -> None:
+def guest_writes(client: Client, registration: dict[str, Any], timeout: float) -> set[str]:
+    """The guide's second test; returns the ids of the messages stored before it, for the steps that follow."""
     user_id, session_id = registration["user_id"], registration["session_id"]
     # A rerun against the same stack finds the earlier runs' messages; only this run's reply counts.
     seen = {message["id"] for message in client.conversation(user_id)}
@@ -178,19 +203,163 @@ def guest_writes(client: Client, registration: dict[str, Any], timeout: float) -
     if answer.status != 200 or not answer.body.get("delivered"):
         raise DemoFailed("the simulator could not deliver the webhook to the API")
 
-    print(f"\nWaiting up to {timeout:.0f} s for the welcome and the auto-reply to be SENT...")
+    print(f"\nWaiting up to {timeout:.0f} s for the welcome and the auto-reply to be sent...")
 
     def both_sent() -> bool:
         messages = client.conversation(user_id)
         welcome, reply = _welcome(messages, session_id), _new_reply(messages, seen)
-        return bool(welcome and reply and welcome["status"] == "SENT" and reply["status"] == "SENT")
+        return bool(welcome and reply and welcome["status"] in SENT_OR_LATER and reply["status"] in SENT_OR_LATER)
 
     done = _wait_for(both_sent, timeout)
     print_conversation(client, user_id)
     print_simulator(client)
     if not done:
-        raise DemoFailed(f"the welcome and the auto-reply were not both SENT within {timeout:.0f} s")
+        raise DemoFailed(f"the welcome and the auto-reply were not both sent within {timeout:.0f} s")
     print("\nBoth manual tests passed: the welcome and the auto-reply were sent.")
+    return seen
+
+
+def _count(number: int, noun: str) -> str:
+    if noun == "time":
+        return {1: "once", 2: "twice"}.get(number, f"{number} times")
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _step(title: str) -> None:
+    print(f"\n{'-' * 100}\n{title}")
+
+
+def _print_waiting(client: Client, session_id: str) -> bool:
+    """Prints the waiting list; True when this session is on it."""
+    path = SESSIONS_PATH.format(status="waiting")
+    answer = client.api("GET", path)
+    if answer.status != 200:
+        raise DemoFailed(f"the list of conversations answered {answer.status}: {_json(answer.body)}")
+    sessions = answer.body["sessions"]
+    listed = f"{_count(len(sessions), 'conversation')} waiting for staff" + (":" if sessions else "")
+    print(f"   GET {path} -> HTTP 200, {listed}")
+    for entry in sessions:
+        last = entry.get("last_message") or {}
+        mark = "  <- this guest" if entry["session_id"] == session_id else ""
+        print(
+            f"     {entry.get('guest_name')}, room {entry.get('room_number')}, phone {entry.get('phone')}: "
+            f"waiting since {entry.get('waiting_since')}{mark}"
+        )
+        print(f"       last message ({last.get('role')}): {last.get('text')!r}")
+    return any(entry["session_id"] == session_id for entry in sessions)
+
+
+def three_lines(client: Client, registration: dict[str, Any], seen: set[str]) -> None:
+    """Two more lines right after the guide's: the guest wrote three, and one auto-reply answers them."""
+    _step(
+        "3. The guest keeps typing: two more lines at once. An auto-reply goes out at most once per"
+        "\n   AUTO_REPLY_COOLDOWN_MINUTES, so three lines get one answer, as a person would give."
+    )
+    for text in MORE_GUEST_LINES:
+        answer = client.waha("POST", "/api/sim/inbound", {"phone": _REGISTER_BODY["phone_number"], "text": text})
+        print(f"   POST {client.waha_url}/api/sim/inbound {text!r} -> HTTP {answer.status}")
+        if answer.status != 200 or not answer.body.get("delivered"):
+            raise DemoFailed("the simulator could not deliver the webhook to the API")
+    # The webhook decides a reply in the transaction that stores the line: both are in the history now.
+    new = [message for message in client.conversation(registration["user_id"]) if message["id"] not in seen]
+    lines = [message for message in new if message["role"] == "User"]
+    replies = [message for message in new if message["role"] == "System"]
+    print(f"   The guest wrote {_count(len(lines), 'line')}; the bot replied {_count(len(replies), 'time')}.")
+    if len(lines) != 1 + len(MORE_GUEST_LINES) or len(replies) != 1:
+        raise DemoFailed(f"expected three lines and one auto-reply, found {len(lines)} and {len(replies)}")
+
+
+def front_desk(client: Client, registration: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The front desk finds the waiting guest, answers, and the guest is no longer waiting."""
+    session_id = registration["session_id"]
+    _step("4. The front desk looks for guests waiting for a person, and answers this one.")
+    if not _print_waiting(client, session_id):
+        raise DemoFailed("the guest is not on the waiting list after writing")
+    path = STAFF_MESSAGE_PATH.format(session_id=session_id)
+    answer = client.api("POST", path, STAFF_REPLY)
+    print(f"   POST {client.api_url}{path}")
+    print(_indented(_json(STAFF_REPLY), "     "))
+    print(f"   -> HTTP {answer.status}")
+    print(_indented(_json(answer.body), "     "))
+    if answer.status != 202:
+        raise DemoFailed(f"the staff reply answered {answer.status}, expected 202")
+    print("   The bot now leaves the guest to staff for HANDOFF_MINUTES; the waiting list no longer shows them:")
+    if _print_waiting(client, session_id):
+        raise DemoFailed("the guest is still on the waiting list after the staff reply")
+    reply_id = answer.body["id"]
+
+    def sent() -> bool:
+        message = _message(client, registration["user_id"], reply_id)
+        return bool(message and message["status"] in SENT_OR_LATER)
+
+    if not _wait_for(sent, timeout):
+        raise DemoFailed(f"the staff reply was not sent within {timeout:.0f} s")
+    print("   The staff reply went out through WAHA.")
+    return answer.body
+
+
+def _message(client: Client, user_id: str, message_id: str) -> dict[str, Any] | None:
+    return next((m for m in client.conversation(user_id) if m["id"] == message_id), None)
+
+
+def read_tick(client: Client, registration: dict[str, Any], staff_message: dict[str, Any], timeout: float) -> None:
+    """The simulator's acks (DEVICE, then READ) move the staff reply forward in the history."""
+    acks = client.waha("GET", "/api/sim/acks")
+    read_seconds = acks.body.get("read_seconds") if acks.status == 200 and isinstance(acks.body, dict) else None
+    if read_seconds is None:
+        _step("5. Skipped: the simulator sends no READ acks (WAHA_SIM_ACK_READ_SECONDS=off), so no blue ticks.")
+        return
+    delivered_seconds = acks.body.get("delivered_seconds") or 0
+    _step(
+        f"5. The guest's phone gets the reply ({delivered_seconds:g} s) and the guest reads it ({read_seconds:g} s"
+        " later):\n   WAHA's message.ack webhooks (DEVICE, then READ) move it to DELIVERED, then READ."
+    )
+    user_id, message_id = registration["user_id"], staff_message["id"]
+    seen_statuses: list[str] = []
+
+    def read() -> bool:
+        message = _message(client, user_id, message_id)
+        status = message["status"] if message else None
+        if status and (not seen_statuses or seen_statuses[-1] != status):
+            seen_statuses.append(status)
+            print(f"   history: {status}" + (f" (read_at {message['read_at']})" if status == "READ" else ""))
+        return status == "READ"
+
+    wait = timeout + delivered_seconds + read_seconds
+    if not _wait_for(read, wait):
+        raise DemoFailed(f"the staff reply was not READ within {wait:.0f} s")
+
+
+def check_out(client: Client, registration: dict[str, Any], timeout: float) -> None:
+    """The guest leaves: the stay ends, and the farewell goes out."""
+    user_id = registration["user_id"]
+    before = {message["id"] for message in client.conversation(user_id)}
+    path = CHECKOUT_PATH.format(user_id=user_id)
+    _step(f"6. The guest checks out: POST {client.api_url}{path}")
+    answer = client.api("POST", path)
+    print(f"   -> HTTP {answer.status}")
+    print(_indented(_json(answer.body), "     "))
+    if answer.status != 200:
+        raise DemoFailed(f"check-out answered {answer.status}, expected 200")
+
+    def farewell_sent() -> dict[str, Any] | None:
+        new = [m for m in client.conversation(user_id) if m["id"] not in before and m["role"] == "System"]
+        return new[0] if new and new[0]["status"] in SENT_OR_LATER else None
+
+    if not _wait_for(lambda: farewell_sent() is not None, timeout):
+        raise DemoFailed(f"the farewell was not sent within {timeout:.0f} s")
+    print("   The stay is closed and the farewell went out; the bot answers this stay no more.")
+
+
+def conversation_story(client: Client, registration: dict[str, Any], seen: set[str], timeout: float) -> None:
+    three_lines(client, registration, seen)
+    staff_message = front_desk(client, registration, timeout)
+    read_tick(client, registration, staff_message, timeout)
+    check_out(client, registration, timeout)
+    _step("What the history holds now (every stay of the guest), and what WhatsApp received:")
+    print_conversation(client, registration["user_id"])
+    print_simulator(client)
+    print("\nThe conversation went as the hotel expects: one reply to three lines, a staff answer read, a check-out.")
 
 
 def without_simulator(client: Client, registration: dict[str, Any], timeout: float) -> None:
@@ -202,9 +371,9 @@ def without_simulator(client: Client, registration: dict[str, Any], timeout: flo
 
     def welcome_settled() -> bool:
         welcome = _welcome(client.conversation(user_id), session_id)
-        return bool(welcome and welcome["status"] != "PENDING")
+        return bool(welcome and welcome["status"] not in IN_FLIGHT)
 
-    print(f"\nWaiting up to {timeout:.0f} s for the welcome to leave PENDING...")
+    print(f"\nWaiting up to {timeout:.0f} s for the welcome to be sent (or to fail)...")
     _wait_for(welcome_settled, timeout)
     print_conversation(client, user_id)
 
@@ -266,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             client.waha("GET", "/api/sim/messages")
         registration = register(client)
         if simulator:
-            guest_writes(client, registration, arguments.timeout)
+            seen = guest_writes(client, registration, arguments.timeout)
+            conversation_story(client, registration, seen, arguments.timeout)
         else:
             without_simulator(client, registration, arguments.timeout)
     except StackNotRunning as error:

@@ -1,9 +1,9 @@
-"""Creates the template's DynamoDB table and SQS queues through boto3 (moto's server or mock_aws)."""
+"""Creates the template's DynamoDB table, SQS queues and S3 buckets through boto3 (moto's server or mock_aws)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -19,6 +19,8 @@ class LocalResources:
     table_name: str
     queue_urls: dict[str, str]
     queue_arns: dict[str, str]
+    # S3 buckets by logical id.
+    bucket_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def outbound_queue_url(self) -> str:
@@ -56,6 +58,52 @@ def _depends_on_queue(properties: dict[str, Any]) -> bool:
     return "RedrivePolicy" in properties
 
 
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    # CloudFormation's shape of a rule, in the API's (PutBucketLifecycleConfiguration).
+    request: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "ExpirationInDays" in rule:
+        request["Expiration"] = {"Days": int(_parameter_value(rule["ExpirationInDays"]))}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        request["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+    return request
+
+
+def _parameter_value(node: Any) -> Any:
+    """A literal, or the default of the parameter a !Ref names (the local stack deploys the defaults)."""
+    if isinstance(node, dict) and "Ref" in node:
+        return load_template()["Parameters"][node["Ref"]]["Default"]
+    return node
+
+
+def _create_bucket(s3: Any, name: str, properties: dict[str, Any]) -> None:
+    """The bucket with its encryption, public access block, ownership and lifecycle, as the template sets them.
+    (Its policy, TLS only, is left out: the local endpoint is plain HTTP.)"""
+    try:
+        s3.create_bucket(Bucket=name)
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        return
+    if "BucketEncryption" in properties:
+        rules = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        s3.put_bucket_encryption(
+            Bucket=name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]} for rule in rules
+                ]
+            },
+        )
+    if "PublicAccessBlockConfiguration" in properties:
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+        )
+    if "OwnershipControls" in properties:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=properties["OwnershipControls"])
+    if "LifecycleConfiguration" in properties:
+        rules = [_lifecycle_rule(rule) for rule in properties["LifecycleConfiguration"]["Rules"]]
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+
+
 def create_resources(prefix: str = "concierge", session: boto3.Session | None = None) -> LocalResources:
     """Creates (or finds) the table and queues of template.yaml, named `{prefix}-{LogicalId}`."""
     session = session or boto3.Session()
@@ -90,5 +138,15 @@ def create_resources(prefix: str = "concierge", session: boto3.Session | None = 
             "QueueArn"
         ]
 
+    s3 = session.client("s3")
+    bucket_names: dict[str, str] = {}
+    for logical_id, resource in resources_of_type("AWS::S3::Bucket", template).items():
+        # Bucket names are lower case.
+        name = f"{prefix}-{logical_id}".lower()
+        _create_bucket(s3, name, resource.get("Properties", {}))
+        bucket_names[logical_id] = name
+
     (table_name,) = table_names
-    return LocalResources(table_name=table_name, queue_urls=queue_urls, queue_arns=queue_arns)
+    return LocalResources(
+        table_name=table_name, queue_urls=queue_urls, queue_arns=queue_arns, bucket_names=bucket_names
+    )

@@ -122,6 +122,8 @@ class StackConfig:
     # sends none of that kind. Off here, so tests see messages stay SENT; `make run` turns them on.
     waha_sim_ack_delivered_seconds: float | None = None
     waha_sim_ack_read_seconds: float | None = None
+    # How long the simulator keeps a guest's file (WAHA's WHATSAPP_FILES_LIFETIME; 0 keeps them).
+    waha_sim_files_lifetime_seconds: float = 180.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
@@ -150,6 +152,10 @@ class StackConfig:
                 env, "WAHA_SIM_ACK_DELIVERED_SECONDS", MAKE_RUN_ACK_DELIVERED_SECONDS
             ),
             waha_sim_ack_read_seconds=_env_seconds_or_off(env, "WAHA_SIM_ACK_READ_SECONDS", MAKE_RUN_ACK_READ_SECONDS),
+            waha_sim_files_lifetime_seconds=_env_seconds_or_off(
+                env, "WHATSAPP_FILES_LIFETIME", defaults.waha_sim_files_lifetime_seconds
+            )
+            or 0.0,
         )
 
 
@@ -233,6 +239,8 @@ class TemplateEnvironment:
             return self.resources.table_name
         if resource_type == "AWS::SQS::Queue":
             return self.resources.queue_urls[name]
+        if resource_type == "AWS::S3::Bucket":
+            return self.resources.bucket_names[name]
         raise ValueError(f"Ref {name} has no local value")
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
@@ -573,6 +581,7 @@ class LocalStack:
             default_region=self._parameter("DefaultPhoneRegion", config.default_phone_region),
             ack_delivered_seconds=config.waha_sim_ack_delivered_seconds,
             ack_read_seconds=config.waha_sim_ack_read_seconds,
+            files_lifetime_seconds=config.waha_sim_files_lifetime_seconds,
         )
         self.waha_url = self.simulator.start().rstrip("/")
 

@@ -11,6 +11,12 @@ after `ack_delivered_seconds`, then READ `ack_read_seconds` later, each carrying
 Either delay None leaves that ack out; both None (the default) sends no acks, for tests that count webhooks.
 It also plays the hotel writing from its own phone: a `message.any` event with `fromMe` (deliver_hotel_message).
 
+Guests' photos and files: deliver_inbound (and `POST /api/sim/inbound`) can carry a file, which it serves as WAHA
+does at `GET /api/files/<name>` behind the X-Api-Key, and deletes `files_lifetime_seconds` later (WAHA's
+WHATSAPP_FILES_LIFETIME, 180 s by default); the webhook names it in `media.url`, or says why there is none
+(`media.error`, `url` null). `POST /api/sendImage` and `/api/sendFile` are validated against WAHA's
+MessageImageRequest and MessageFileRequest and recorded like sendText (the caption as the text, the file beside it).
+
 A sendText that repeats a pre-generated `id` is sent again by default: nothing in WAHA's documentation promises
 to drop it, so the system under test must not rely on that. `repeated_ids="drop"` makes it answer the first
 message instead, as WhatsApp keying messages by id would. Its own log masks phone numbers as the functions do.
@@ -21,6 +27,8 @@ simulator and the real service cannot drift apart silently.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import functools
 import hashlib
@@ -28,6 +36,7 @@ import heapq
 import hmac
 import json
 import logging
+import mimetypes
 import random
 import re
 import secrets
@@ -41,7 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import urllib3
 from jsonschema import Draft202012Validator
@@ -52,6 +61,20 @@ logger = logging.getLogger(__name__)
 
 SPEC_DIR = Path(__file__).parent / "waha_spec"
 SEND_TEXT_SCHEMA_FILE = "sendText-request.schema.json"
+OPENAPI_FILE = "openapi-excerpt.json"
+MEDIA_EXAMPLE_FILE = "webhook-message-media.docs-example.json"
+# WAHA's WHATSAPP_FILES_LIFETIME default: it deletes a downloaded file this long after it was received.
+DEFAULT_FILES_LIFETIME_SECONDS = 180.0
+FILES_PATH = "/api/files/"
+# A tiny JPEG (1x1 pixel) for a guest's photo when a test gives no bytes of its own.
+SAMPLE_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f141d1a1f1e"
+    "1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc0000b080001000101011100ffc4001f0000010501"
+    "010101010100000000000000000102030405060708090a0bffc400b5100002010303020403050504040000017d0102030004110512213141"
+    "0613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a5354"
+    "55565758595a636465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9"
+    "bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100003f00fbfcffd9"
+)
 ENVELOPE_EXAMPLE_FILE = "webhook-envelope.docs-example.json"
 HMAC_TEST_VECTOR_FILE = "webhook-hmac.test-vector.json"
 
@@ -118,7 +141,28 @@ class _DueAck:
 @dataclass(frozen=True)
 class _Reply:
     status: int
-    body: Any  # a JSON object, or an array for list endpoints
+    body: Any  # a JSON object, or an array for list endpoints; bytes for a file (with its content type)
+    content_type: str = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file WAHA downloaded for a guest's message, until it deletes it (time.monotonic())."""
+
+    content: bytes
+    mimetype: str
+    expires: float
+
+
+@dataclass(frozen=True)
+class InboundMedia:
+    """A guest's photo or file for deliver_inbound. `content` None: WAHA has no file to give, with `error`
+    (its download from WhatsApp failed) or without (media.url null)."""
+
+    mimetype: str = "image/jpeg"
+    filename: str | None = None
+    content: bytes | None = SAMPLE_JPEG
+    error: str | None = None
 
 
 # The router answers None when the simulated WAHA is unreachable: the handler then drops the connection.
@@ -269,6 +313,12 @@ def _envelope_example() -> dict[str, Any]:
     return load_spec(ENVELOPE_EXAMPLE_FILE)
 
 
+@functools.cache
+def _media_example() -> dict[str, Any]:
+    # The keys (and their order) of WAHA's `media` in its docs' example.
+    return {name: None for name in load_spec(MEDIA_EXAMPLE_FILE)["payload"]["media"]}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # socketserver's default backlog of 5 drops SYNs when many senders connect at once, and each dropped
@@ -338,10 +388,13 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:
             self.close_connection = True
             return
-        payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
+        if isinstance(reply.body, bytes):
+            payload = reply.body
+        else:
+            payload = json.dumps(reply.body, ensure_ascii=False).encode("utf-8")
         try:
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -390,6 +443,7 @@ class WahaSimulator:
         ack_delivered_seconds: float | None = None,
         ack_read_seconds: float | None = None,
         own_ids: bool = False,
+        files_lifetime_seconds: float = DEFAULT_FILES_LIFETIME_SECONDS,
     ) -> None:
         if webhook_attempts < 1:
             raise ValueError("webhook_attempts must be at least 1")
@@ -411,6 +465,11 @@ class WahaSimulator:
         self._me_id = me_id
 
         self._validator = Draft202012Validator(load_spec(SEND_TEXT_SCHEMA_FILE)["MessageTextRequest"])
+        self._media_validators = {path: _request_validator(schema) for path, schema in _MEDIA_SENDS.items()}
+        self._files: dict[str, _File] = {}
+        if _bad_delay(files_lifetime_seconds):
+            raise ValueError("files_lifetime_seconds must be a number of seconds, not negative")
+        self._files_lifetime_seconds = files_lifetime_seconds
         self._http = urllib3.PoolManager(headers={"User-Agent": f"WAHA/{WAHA_VERSION}"})
 
         self._lock = threading.Lock()
@@ -508,8 +567,14 @@ class WahaSimulator:
         with self._lock:
             return copy.deepcopy(self._sent)
 
+    def expire_files(self) -> None:
+        """Deletes every file now, as WAHA does once WHATSAPP_FILES_LIFETIME has passed."""
+        with self._lock:
+            self._files.clear()
+
     def clear(self) -> None:
         with self._lock:
+            self._files.clear()
             self._sent.clear()
             self._accepted_by_id.clear()
             self._chats.clear()
@@ -578,8 +643,12 @@ class WahaSimulator:
         message_id: str | None = None,
         event: str = "message",
         hidden_sender: bool = False,
+        media: InboundMedia | None = None,
     ) -> dict[str, Any]:
         """Posts a guest's message to webhook_url as WAHA would, retrying until a 2xx or the attempts run out.
+
+        `media`: a photo or file with the message (`text` is its caption), served at /api/files/<name> until
+        files_lifetime_seconds have passed.
 
         `hidden_sender` shows the guest as a @lid id, as newer WhatsApp engines do; GET /api/{session}/lids/{lid}
         then maps it back to the phone, like WAHA's own lids API.
@@ -589,6 +658,8 @@ class WahaSimulator:
             raise WebhookNotConfiguredError("the WAHA simulator has no webhook_url")
         sender = self.hidden_id(phone) if hidden_sender else chat_id(to_e164(phone, self._default_region))
         envelope = self._message_event(sender, text, message_id, event)
+        if media is not None:
+            envelope["payload"].update(hasMedia=True, media=self.keep_file(envelope["payload"]["id"], media))
         if event == "message":
             # WAHA has the message in the chat whether or not the webhook gets through.
             self._remember(sender, envelope["payload"])
@@ -647,6 +718,32 @@ class WahaSimulator:
             "event_id": envelope["id"],
             "payload_id": envelope["payload"]["id"],
         }
+
+    def keep_file(self, message_id: str, media: InboundMedia) -> dict[str, Any]:
+        """WAHA's `media` of a message (WAMedia, as its docs' example): the file it keeps, or why there is none."""
+        described = {**_media_example(), "mimetype": media.mimetype, "filename": media.filename}
+        if media.content is None:
+            return {**described, "url": None, "error": {"message": media.error} if media.error else None}
+        name = message_id + _file_extension(media.mimetype)
+        with self._lock:
+            # 0 keeps files until the simulator stops, as WHATSAPP_FILES_LIFETIME=0 makes WAHA keep them.
+            lifetime = self._files_lifetime_seconds or float("inf")
+            expires = time.monotonic() + lifetime
+            self._files[name] = _File(media.content, media.mimetype, expires)
+        return {**described, "url": f"{self.url}{FILES_PATH}{quote(name, safe='@')}", "error": None}
+
+    def _file(self, api_key: str | None, name: str) -> _Reply:
+        """GET /api/files/<name>: a file WAHA downloaded, until it deletes it (then 404, as WAHA answers)."""
+        if not self._authorised(api_key):
+            return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
+        with self._lock:
+            kept = self._files.get(name)
+            if kept is not None and kept.expires <= time.monotonic():
+                del self._files[name]
+                kept = None
+        if kept is None:
+            return _error(404, "Not Found", f"Cannot GET {FILES_PATH}{name}")
+        return _Reply(200, kept.content, kept.mimetype)
 
     def _message_event(self, sender: str, text: str, message_id: str | None, event: str) -> dict[str, Any]:
         return message_event(sender, text, message_id=message_id, event=event, me_id=self._me_id, session=self._session)
@@ -729,6 +826,10 @@ class WahaSimulator:
             return None
         if method == "POST" and path == "/api/sendText":
             return self._send_text(api_key, raw)
+        if method == "POST" and path in _MEDIA_SENDS:
+            return self._send_text(api_key, raw, self._media_validators[path])
+        if method == "GET" and path.startswith(FILES_PATH):
+            return self._file(api_key, unquote(path.removeprefix(FILES_PATH)))
         chat_messages = _CHAT_MESSAGES_PATH.match(path)
         if method == "GET" and chat_messages:
             return self._chat_messages(
@@ -768,14 +869,16 @@ class WahaSimulator:
             return True
         return api_key is not None and hmac.compare_digest(api_key.encode(), expected.encode())
 
-    def _send_text(self, api_key: str | None, raw: bytes) -> _Reply:
+    def _send_text(self, api_key: str | None, raw: bytes, validator: Draft202012Validator | None = None) -> _Reply:
+        """sendText, or with the validator of MessageImageRequest / MessageFileRequest, sendImage and sendFile
+        (WAHA would fetch file.url; the simulator only records it)."""
         if not self._authorised(api_key):
             return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
         try:
             body = _parse_json(raw)
         except ValueError as exc:
             return _error(400, "Bad Request", [str(exc)])
-        problems = self._schema_problems(body)
+        problems = self._schema_problems(body, validator or self._validator)
         if problems:
             return _error(400, "Bad Request", problems)
         # Stricter than WAHA, which appends '@c.us' to a bare number: Concierge must always send full chat ids.
@@ -800,9 +903,10 @@ class WahaSimulator:
             return _error(500, "Internal Server Error", "Internal server error")
         return _Reply(201, message)
 
-    def _schema_problems(self, body: Any) -> list[str]:
+    @staticmethod
+    def _schema_problems(body: Any, validator: Draft202012Validator) -> list[str]:
         problems = []
-        for error in self._validator.iter_errors(body):
+        for error in validator.iter_errors(body):
             where = ".".join(str(part) for part in error.absolute_path)
             problems.append(f"{where}: {error.message}" if where else error.message)
         return sorted(problems)
@@ -829,8 +933,9 @@ class WahaSimulator:
                 "fromMe": True,
                 "source": "api",
                 "to": chat,
-                "body": body["text"],
-                "hasMedia": False,
+                # A photo's or file's caption is its body, as WhatsApp shows it.
+                "body": body["text"] if "text" in body else body.get("caption", ""),
+                "hasMedia": "file" in body,
                 "ack": ACK_SERVER,
                 "ackName": ACK_SERVER_NAME,
                 "vCards": [],
@@ -844,10 +949,11 @@ class WahaSimulator:
                 {
                     "id": message_id,
                     "chatId": chat,
-                    "text": body["text"],
+                    "text": message["body"],
                     "session": body["session"],
                     "received_at": now,
                     "body": copy.deepcopy(body),
+                    **({"file": copy.deepcopy(body["file"])} if "file" in body else {}),
                 }
             )
         logger.info("sendText accepted %s to %s", message_id.rsplit("_", 1)[-1], mask(chat))
@@ -1016,13 +1122,17 @@ class WahaSimulator:
             return _error(400, "Bad Request", [str(exc)])
         if not isinstance(body, dict):
             return _error(400, "Bad Request", ["body must be a JSON object"])
+        # With a file, the text is its caption and may be left out.
+        text_required = "media" not in body
         problems = [
             f"{field} must be a string"
-            for field, required in (("phone", True), ("text", True), ("id", False), ("event", False))
+            for field, required in (("phone", True), ("text", text_required), ("id", False), ("event", False))
             if (field in body or required) and not isinstance(body.get(field), str)
         ]
         if "hidden" in body and not isinstance(body["hidden"], bool):
             problems.append("hidden must be true or false")
+        media, media_problems = _inbound_media(body.get("media")) if "media" in body else (None, [])
+        problems += media_problems
         if problems:
             return _error(400, "Bad Request", problems)
         if self._webhook_url is None:
@@ -1030,19 +1140,65 @@ class WahaSimulator:
         try:
             result = self.deliver_inbound(
                 body["phone"],
-                body["text"],
+                body.get("text", ""),
                 message_id=body.get("id"),
                 event=body.get("event", "message"),
                 hidden_sender=body.get("hidden", False),
+                media=media,
             )
         except ValueError as exc:
             return _error(400, "Bad Request", [str(exc)])
         return _Reply(200, result)
 
 
+def _inbound_media(raw: Any) -> tuple[InboundMedia | None, list[str]]:
+    """`POST /api/sim/inbound`'s "media": {"mimetype", "filename"?, "data"? (base64; a sample JPEG when left out)},
+    or {"mimetype", "error": "..."} (WAHA's download from WhatsApp failed), or {"mimetype", "url": null}."""
+    if not isinstance(raw, dict):
+        return None, ["media must be a JSON object"]
+    problems = [f"media.{name} should not exist" for name in sorted(raw) if name not in _INBOUND_MEDIA_FIELDS]
+    mimetype = raw.get("mimetype", "image/jpeg")
+    if not isinstance(mimetype, str) or "/" not in mimetype:
+        problems.append("media.mimetype must be a MIME type such as image/jpeg")
+    for name in ("filename", "data", "error"):
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            problems.append(f"media.{name} must be a string")
+    if "url" in raw and raw["url"] is not None:
+        problems.append("media.url can only be null (WAHA had no file)")
+    content: bytes | None = SAMPLE_JPEG
+    if isinstance(raw.get("data"), str):
+        try:
+            content = base64.b64decode(raw["data"], validate=True)
+        except binascii.Error:
+            problems.append("media.data must be base64")
+    if "error" in raw or "url" in raw:
+        content = None
+    if problems:
+        return None, problems
+    return InboundMedia(mimetype, raw.get("filename"), content, raw.get("error")), []
+
+
+_INBOUND_MEDIA_FIELDS = ("mimetype", "filename", "data", "error", "url")
+
+
 def _bad_delay(delay: float) -> bool:
     # NaN compares false with everything, so "not >= 0" catches it as well as negatives.
     return not delay >= 0 or delay == float("inf")
+
+
+# The media sends and their request schemas in WAHA's OpenAPI (waha_spec/openapi-excerpt.json).
+_MEDIA_SENDS = {"/api/sendImage": "MessageImageRequest", "/api/sendFile": "MessageFileRequest"}
+
+
+def _request_validator(schema_name: str) -> Draft202012Validator:
+    """A validator of one of WAHA's request schemas, its $refs (#/components/schemas/...) resolved in the excerpt."""
+    components = load_spec(OPENAPI_FILE)["components"]
+    return Draft202012Validator({"$ref": f"#/components/schemas/{schema_name}", "components": components})
+
+
+def _file_extension(mimetype: str) -> str:
+    # WAHA names a file after its message id with the type's usual extension.
+    return mimetypes.guess_extension(mimetype.split(";")[0].strip()) or ".bin"
 
 
 def _check_ack_delays(*delays: float | None) -> None:

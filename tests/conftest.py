@@ -74,6 +74,8 @@ def aws(waha_sim: WahaSimulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lo
         resources = create_resources()
         monkeypatch.setenv("TABLE_NAME", resources.table_name)
         monkeypatch.setenv("OUTBOUND_QUEUE_URL", resources.outbound_queue_url)
+        monkeypatch.setenv("MEDIA_QUEUE_URL", resources.queue_urls["MediaQueue"])
+        monkeypatch.setenv("MEDIA_BUCKET", resources.bucket_names["MediaBucket"])
         forget_cached_clients()
         yield resources
     forget_cached_clients()

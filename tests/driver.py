@@ -11,7 +11,7 @@ import boto3
 
 from devstack.resources import LocalResources
 from devstack.sender import QueuePoller
-from devstack.waha_sim import WahaSimulator, message_event
+from devstack.waha_sim import InboundMedia, WahaSimulator, message_event
 from tests.conftest import lambda_context
 from tests.lambda_events import api_event, response_json
 
@@ -185,6 +185,46 @@ class Concierge:
     def from_hotel(self, text: str = "Your room is ready.", **changes: Any) -> tuple[int, Any]:
         """The hotel writing to the guest from its own WhatsApp, as message.any delivers it (see `hotel_message`)."""
         return self.webhook(hotel_message(text, **changes))
+
+    def media_message(self, caption: str = "", media: InboundMedia | None = None, **payload: Any) -> dict[str, Any]:
+        """A guest's `message` with a photo or file (WAHA's docs' media example): the simulator keeps the file at
+        /api/files/... as WAHA would, and the delivery names it in `media.url` (or says why there is none)."""
+        delivery = waha_message(text=caption)
+        kept = self.waha.keep_file(delivery["payload"]["id"], media or InboundMedia())
+        delivery["payload"].update(hasMedia=True, media=kept, **payload)
+        return delivery
+
+    def copy_media(self) -> int:
+        """Runs FetchMediaFunction over everything visible in the media queue; returns how many records it handled."""
+        poller = QueuePoller(
+            self.handlers["FetchMediaFunction"],
+            self.resources.queue_urls["MediaQueue"],
+            self.resources.queue_arns["MediaQueue"],
+            batch_size=5,
+            timeout_seconds=30,
+            function_name="FetchMediaFunction",
+            sqs_client=self.sqs,
+            wait_time_seconds=0,
+        )
+        handled = 0
+        while count := poller.poll_once():
+            handled += count
+        return handled
+
+    def staff_message(self, session_id: str, body: Any) -> tuple[int, Any]:
+        """POST /api/v1/sessions/{session_id}/messages with any body (text, author, media)."""
+        return self._conversations(
+            "POST",
+            "/api/v1/sessions/{session_id}/messages",
+            f"/api/v1/sessions/{session_id}/messages",
+            {"session_id": session_id},
+            body,
+        )
+
+    def media_object(self, key: str) -> bytes:
+        """Our copy of a guest's file in the media bucket."""
+        s3 = boto3.client("s3")
+        return s3.get_object(Bucket=self.resources.bucket_names["MediaBucket"], Key=key)["Body"].read()
 
 
 def dumps(value: Any) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 from concierge import api, inbox, staff, store
 
@@ -18,13 +19,55 @@ app = api.create_resolver()
 UNKNOWN_SESSION = "no session has this session_id"
 
 
+def _web_address(url: str) -> str:
+    # WAHA fetches the file itself: only an absolute http(s) address with a host means anything to it.
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise ValueError("not a URL") from error
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL")
+    if any(character.isspace() or ord(character) < 32 for character in url):
+        raise ValueError("must not contain spaces or control characters")
+    return url
+
+
+class StaffMedia(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_web_address)]
+    # type/subtype, as WAHA's RemoteFile.mimetype: sendImage for image/*, sendFile for anything else.
+    mimetype: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[^\s/]+$")
+    ]
+    filename: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)] | None = None
+
+
 class StaffMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: Annotated[str, StringConstraints(min_length=1, max_length=staff.MAX_STAFF_TEXT_CHARACTERS)]
+    # The message, or a photo's or file's caption (then optional; WhatsApp shows at most 1,024 characters).
+    text: Annotated[str, StringConstraints(min_length=1, max_length=staff.MAX_STAFF_TEXT_CHARACTERS)] | None = None
     author: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = (
         staff.DEFAULT_AUTHOR
     )
+    media: StaffMedia | None = None
+
+
+def _text_error(message: str) -> api.ApiError:
+    return api.ApiError(422, "validation_error", "invalid fields: text", [{"field": "text", "message": message}])
+
+
+def _text(request: StaffMessage) -> str:
+    """The message's text, or the photo's or file's caption ("" for none)."""
+    text = request.text or ""
+    if request.media is None:
+        if not text.strip():
+            raise _text_error("empty" if request.text is not None else "required unless media is given")
+        return text
+    if len(text) > staff.MAX_CAPTION_CHARACTERS:
+        raise _text_error(f"a caption has at most {staff.MAX_CAPTION_CHARACTERS} characters")
+    return text if text.strip() else ""
 
 
 @app.get("/api/v1/sessions")
@@ -44,11 +87,11 @@ def sessions() -> Response:
 @app.post("/api/v1/sessions/<session_id>/messages")
 def staff_message(session_id: str) -> Response:
     request = api.parse(StaffMessage, api.json_object(app))
-    if not request.text.strip():
-        raise api.ApiError(422, "validation_error", "invalid fields: text", [{"field": "text", "message": "empty"}])
+    text = _text(request)
     api.uuid_parameter(session_id, UNKNOWN_SESSION)
+    media = request.media.model_dump(exclude_none=True) if request.media else None
     try:
-        message = staff.reply(session_id, request.text, request.author)
+        message = staff.reply(session_id, text, request.author, media)
     except staff.UnknownSession as error:
         raise api.ApiError(404, "not_found", UNKNOWN_SESSION) from error
     except staff.ClosedSession as error:

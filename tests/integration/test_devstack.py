@@ -525,11 +525,16 @@ def fake_resources() -> LocalResources:
         queue_urls={
             "OutboundQueue": f"{base}/concierge-OutboundQueue",
             "OutboundDeadLetterQueue": f"{base}/concierge-OutboundDeadLetterQueue",
+            "MediaQueue": f"{base}/concierge-MediaQueue",
+            "MediaDeadLetterQueue": f"{base}/concierge-MediaDeadLetterQueue",
         },
         queue_arns={
             "OutboundQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-OutboundQueue",
             "OutboundDeadLetterQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-OutboundDeadLetterQueue",
+            "MediaQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-MediaQueue",
+            "MediaDeadLetterQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-MediaDeadLetterQueue",
         },
+        bucket_names={"MediaBucket": "concierge-mediabucket"},
     )
 
 
@@ -779,6 +784,20 @@ def test_without_throttling_nothing_is_throttled(http: urllib3.PoolManager) -> N
     assert StackConfig.from_env({"API_THROTTLING": "off"}).api_throttling is False
 
 
+def test_make_run_has_the_simulator_acknowledge_sends_unless_told_otherwise() -> None:
+    """`make run` acks sends (DEVICE after 1 s, READ 2 s later); WAHA_SIM_ACK_*_SECONDS change or stop them
+    (`off`), anything else is a clear error; StackConfig's default (tests) sends none."""
+    config = StackConfig.from_env({})
+    changed = StackConfig.from_env({"WAHA_SIM_ACK_DELIVERED_SECONDS": "0.5", "WAHA_SIM_ACK_READ_SECONDS": "OFF"})
+
+    assert (config.waha_sim_ack_delivered_seconds, config.waha_sim_ack_read_seconds) == (1.0, 2.0)
+    assert (changed.waha_sim_ack_delivered_seconds, changed.waha_sim_ack_read_seconds) == (0.5, None)
+    assert (StackConfig().waha_sim_ack_delivered_seconds, StackConfig().waha_sim_ack_read_seconds) == (None, None)
+    for wrong in ("soon", "-1", "inf", "nan"):
+        with pytest.raises(ValueError, match="WAHA_SIM_ACK_READ_SECONDS"):
+            StackConfig.from_env({"WAHA_SIM_ACK_READ_SECONDS": wrong})
+
+
 def test_a_bound_api_refuses_connections_until_it_starts(http: urllib3.PoolManager) -> None:
     """bind() fixes the port and URL without accepting connections; start() opens the port."""
     api = LocalApi({"WahaWebhookFunction": echo})
@@ -815,7 +834,19 @@ def first_answer_once_the_port_opens(
 
 STARTUP_SECONDS = 60.0
 # Settings that would point the stack elsewhere (an outside AWS or WAHA) or change what these tests expect.
-UNSET_LOCALLY = ("AWS_ENDPOINT_URL", "WAHA_HOST", "WAHA_WEBHOOK_HMAC_KEY", "WAHA_API_KEY", "API_THROTTLING")
+UNSET_LOCALLY = (
+    "AWS_ENDPOINT_URL",
+    "WAHA_HOST",
+    "WAHA_WEBHOOK_HMAC_KEY",
+    "WAHA_API_KEY",
+    "API_THROTTLING",
+    # `make demo` counts on one reply to three lines, a handoff after staff write, and the simulator's READ acks.
+    "AUTO_REPLY_COOLDOWN_MINUTES",
+    "HANDOFF_MINUTES",
+    "BUSINESS_HOURS",
+    "WAHA_SIM_ACK_DELIVERED_SECONDS",
+    "WAHA_SIM_ACK_READ_SECONDS",
+)
 
 
 class MakeRun:
@@ -912,13 +943,18 @@ def test_make_run_writes_where_it_runs_for_the_other_commands(make_run: MakeRun)
 
 
 def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) -> None:
-    """`make demo` without any port settings (here: wrong ones) reaches the running stack through its state file."""
+    """`make demo` without any port settings (here: wrong ones) reaches the running stack through its state file,
+    and tells the guide's tests and a whole stay: three lines and one reply, a staff reply READ, a check-out."""
     make_run.state()
 
     demo = make_run.run("devstack.demo", API_PORT="1", WAHA_SIM_PORT="1", API_KEY="wrong-key")
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Both manual tests passed" in demo.stdout
+    assert "The guest wrote 3 lines; the bot replied once." in demo.stdout
+    assert "history: READ (read_at " in demo.stdout
+    assert '"is_active": false' in demo.stdout
+    assert "one reply to three lines, a staff answer read, a check-out" in demo.stdout
 
 
 def test_invoke_feeds_a_sample_event_to_the_running_stack(make_run: MakeRun) -> None:

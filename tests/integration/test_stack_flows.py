@@ -1,9 +1,11 @@
 """The whole local stack as `make run` starts it (moto, WAHA simulator, API emulation, SQS poller, real handlers),
 driven over real HTTP: the guide's flows, the API key, WAHA's HMAC, retries into the dead-letter queue, redrive
-and the outbox sweeper.
+and the outbox sweeper; conversations (one reply to quick lines, staff replies and handoff, the hotel's own
+phone, ticks, the list of open conversations, check-out).
 
 One stack serves the whole file. Each test registers its own guest (its own phone number), so tests do not see
-each other's messages; a WAHA fault is switched back to "ok" by the fixture that set it.
+each other's messages; a WAHA fault is switched back to "ok" by the fixture that set it, and so are the
+simulator's acks (off, so that sent messages stay SENT for the other tests).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import urllib3
 
 from concierge.phone import chat_id, to_e164
 from concierge.store import PENDING, StoredMessage, iso, to_item
-from concierge.templates import auto_reply, welcome
+from concierge.templates import auto_reply, farewell, welcome
 from devstack.redrive import queue_depth, redrive
 from devstack.stack import LocalStack, StackConfig
 from devstack.waha_sim import webhook_hmac
@@ -37,6 +39,7 @@ MAX_RECEIVES = 2
 WAIT_SECONDS = 10.0
 REGISTER_PATH = "/api/v1/guests/register"
 WEBHOOK_PATH = "/api/v1/waha/webhook"
+SENT_OR_LATER = ("SENT", "DELIVERED", "READ")
 
 T = TypeVar("T")
 
@@ -94,6 +97,51 @@ class RunningStack:
             "POST", self.api_url + WEBHOOK_PATH, body=raw, headers={"Content-Type": "application/json", **headers}
         )
         return response.status
+
+    def webhook(self, delivery: dict[str, Any]) -> tuple[int, Any]:
+        """A WAHA delivery posted as WAHA would, signed; the webhook's answer."""
+        raw = json.dumps(delivery).encode()
+        signed = {"X-Webhook-Hmac": webhook_hmac(HMAC_KEY, raw), "X-Webhook-Hmac-Algorithm": "sha512"}
+        return self._json_raw("POST", self.api_url + WEBHOOK_PATH, raw, signed)
+
+    def _json_raw(self, method: str, url: str, raw: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        response = self.http.request(method, url, body=raw, headers={"Content-Type": "application/json", **headers})
+        return response.status, json.loads(response.data) if response.data else None
+
+    def _api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return self._json(method, self.api_url + path, body, {"x-api-key": API_KEY})
+
+    def staff_reply(self, session_id: str, text: str, author: str = "Front desk") -> tuple[int, Any]:
+        return self._api("POST", f"/api/v1/sessions/{session_id}/messages", {"text": text, "author": author})
+
+    def resolve(self, session_id: str) -> tuple[int, Any]:
+        return self._api("POST", f"/api/v1/sessions/{session_id}/resolve")
+
+    def checkout(self, user_id: str) -> tuple[int, Any]:
+        return self._api("POST", f"/api/v1/guests/{user_id}/checkout")
+
+    def sessions(self, status: str) -> list[dict[str, Any]]:
+        """The open conversations (`open` or `waiting`), most recent activity first: every page."""
+        found: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            code, body = self._api("GET", f"/api/v1/sessions?status={status}&limit=100" + cursor)
+            assert code == 200, body
+            found += body["sessions"]
+            if not body["next_cursor"]:
+                return found
+            cursor = f"&cursor={body['next_cursor']}"
+
+    def hotel_writes(self, phone: str, text: str) -> dict[str, Any]:
+        """The hotel writing to a guest from its own phone: the simulator posts WAHA's message.any with fromMe."""
+        status, body = self._json("POST", f"{self.waha_url}/api/sim/hotel-message", {"phone": phone, "text": text})
+        assert status == 200, body
+        return body
+
+    def waha_acks(self, delivered_seconds: float | None, read_seconds: float | None) -> None:
+        body = {"delivered_seconds": delivered_seconds, "read_seconds": read_seconds}
+        status, answer = self._json("POST", f"{self.waha_url}/api/sim/acks", body)
+        assert status == 200 and answer == body, answer
 
     def sent_to(self, chat: str) -> list[str]:
         """The texts the simulated WAHA sent to one chat, in order."""
@@ -162,9 +210,9 @@ def statuses(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def delivered(running: RunningStack, user_id: str, count: int) -> list[dict[str, Any]]:
-    """The conversation once it holds `count` messages and every System one is SENT; else [] (poll again)."""
+    """The conversation once it holds `count` messages and every one we send (System, Staff) is SENT; else []."""
     conversation = running.conversation(user_id)
-    done = len(conversation) == count and all(m["status"] == "SENT" for m in conversation if m["role"] == "System")
+    done = len(conversation) == count and all(m["status"] == "SENT" for m in conversation if m["role"] != "User")
     return conversation if done else []
 
 
@@ -355,3 +403,169 @@ def test_sweeper_sends_a_pending_message_that_never_reached_the_queue(running: R
     # Stamped 20 minutes back, it sorts before the welcome.
     assert conversation[0]["id"] == stranded.message_id
     assert statuses(conversation) == [("System", "SENT"), ("System", "SENT")]
+
+
+# --- conversations ----------------------------------------------------------------------------------------
+
+
+def by_role(messages: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    return [message for message in messages if message["role"] == role]
+
+
+def test_three_quick_lines_get_one_reply_which_reaches_whatsapp(running: RunningStack) -> None:
+    """A guest who sends three lines in a row gets one auto-reply on WhatsApp, not three."""
+    # GIVEN a registered guest whose welcome went out
+    guest, registration = registered(running)
+
+    # WHEN they write three lines, one right after the other
+    for text in ("Hello", "Is breakfast included?", "And parking?"):
+        running.guest_writes(guest["phone_number"], text)
+
+    # THEN all three are stored, one reply follows the first, and WhatsApp gets the welcome and that reply only
+    conversation = eventually(lambda: delivered(running, registration["user_id"], 5), "the one reply SENT")
+    assert [(m["role"], m["text"]) for m in conversation[1:]] == [
+        ("User", "Hello"),
+        ("System", auto_reply()),
+        ("User", "Is breakfast included?"),
+        ("User", "And parking?"),
+    ]
+    assert running.sent_to(chat_of(guest)) == [welcome("Test Guest", "101"), auto_reply()]
+
+
+def test_staff_reply_reaches_whatsapp_and_the_bot_stays_quiet_afterwards(running: RunningStack) -> None:
+    """A staff reply is 202, stored as Staff with its author and sent; the guest's next line gets no auto-reply."""
+    # GIVEN a registered guest who has had no auto-reply yet
+    guest, registration = registered(running)
+
+    # WHEN the front desk writes to them, and the guest answers
+    status, message = running.staff_reply(registration["session_id"], "Your taxi is booked for 7:00.")
+    assert status == 202, message
+    eventually(lambda: len(running.sent_to(chat_of(guest))) == 2, "the staff reply at WAHA")
+    running.guest_writes(guest["phone_number"], "Thank you!")
+
+    # THEN the reply reached WhatsApp, and the guest's line is stored without an auto-reply (handoff)
+    assert (message["role"], message["author"], message["status"]) == ("Staff", "Front desk", "PENDING")
+    assert running.sent_to(chat_of(guest))[1] == "Your taxi is booked for 7:00."
+    conversation = eventually(lambda: delivered(running, registration["user_id"], 3), "the staff reply SENT")
+    assert [(m["role"], m.get("author"), m["text"]) for m in conversation[1:]] == [
+        ("Staff", "Front desk", "Your taxi is booked for 7:00."),
+        ("User", None, "Thank you!"),
+    ]
+    assert conversation[1]["status"] == "SENT" and len(running.sent_to(chat_of(guest))) == 2
+
+
+def test_resolve_hands_the_conversation_back_to_the_bot(running: RunningStack) -> None:
+    """After staff wrote, resolve ends the handoff at once: the guest's next line gets the auto-reply again."""
+    # GIVEN a guest whom staff have answered (the bot is quiet for HANDOFF_MINUTES)
+    guest, registration = registered(running)
+    assert running.staff_reply(registration["session_id"], "Hello from the front desk.")[0] == 202
+
+    # WHEN staff hand the conversation back, and the guest writes
+    status, body = running.resolve(registration["session_id"])
+    running.guest_writes(guest["phone_number"], "One more question")
+
+    # THEN the answer says so, and the bot answers the guest again, on WhatsApp too
+    assert status == 200 and body["handoff"] is False, body
+    assert eventually(lambda: auto_reply() in running.sent_to(chat_of(guest)), "the auto-reply at WAHA")
+    conversation = running.conversation(registration["user_id"])
+    assert [(m["role"], m["text"]) for m in conversation[-2:]] == [
+        ("User", "One more question"),
+        ("System", auto_reply()),
+    ]
+
+
+@pytest.fixture
+def acks_on(running: RunningStack) -> Iterator[RunningStack]:
+    """The simulator acknowledging what it sends, as WhatsApp would: DEVICE soon, READ soon after."""
+    running.waha_acks(0.2, 0.2)
+    try:
+        yield running
+    finally:
+        running.waha_acks(None, None)
+
+
+def test_read_tick_from_whatsapp_shows_in_the_history(acks_on: RunningStack) -> None:
+    """The simulator's acks (DEVICE, then READ) of a staff reply reach the webhook: the history shows it READ."""
+    # GIVEN a registered guest, with WhatsApp acknowledging what is sent
+    running = acks_on
+    guest, registration = registered(running)
+
+    # WHEN staff write to them, and the guest's phone shows and reads the message
+    status, message = running.staff_reply(registration["session_id"], "Your room is ready.")
+    assert status == 202, message
+
+    # THEN the history shows the reply READ, with when it was delivered and read
+    def read() -> dict[str, Any] | None:
+        found = next(m for m in running.conversation(registration["user_id"]) if m["id"] == message["id"])
+        return found if found["status"] == "READ" else None
+
+    reply = eventually(read, "the staff reply READ")
+    assert reply["delivered_at"] <= reply["read_at"] and reply["read_at"] > reply["created_at"]
+    assert running.sent_to(chat_of(guest))[-1] == "Your room is ready."
+
+
+def test_message_from_the_hotels_phone_is_stored_as_staff_and_not_answered(running: RunningStack) -> None:
+    """A fromMe message.any (the hotel writing from its own phone) is stored as Staff by WhatsApp; no reply."""
+    # GIVEN a registered guest
+    guest, registration = registered(running)
+
+    # WHEN the hotel writes to them from its own WhatsApp phone
+    result = running.hotel_writes(guest["phone_number"], "Your taxi is at the entrance.")
+
+    # THEN it is part of the conversation as staff's, already sent, and nothing else goes out
+    assert result["delivered"] is True and result["status"] == 200
+    conversation = running.conversation(registration["user_id"])
+    assert [(m["role"], m.get("author"), m["text"]) for m in conversation[1:]] == [
+        ("Staff", "WhatsApp", "Your taxi is at the entrance.")
+    ]
+    assert conversation[1]["status"] in SENT_OR_LATER
+    assert running.sent_to(chat_of(guest)) == [welcome("Test Guest", "101")]
+
+
+def test_sessions_list_shows_open_conversations_and_who_is_waiting(running: RunningStack) -> None:
+    """GET /api/v1/sessions lists open stays, newest activity first; `waiting` keeps those staff owe an answer."""
+    # GIVEN a guest who has not written, and one who has (and got the auto-reply, which answers no one)
+    _, quiet = registered(running)
+    writer, waiting = registered(running)
+    running.guest_writes(writer["phone_number"], "Is the pool open?")
+
+    # WHEN the front desk lists the conversations, answers the waiting guest, and lists them again
+    open_before = running.sessions("open")
+    waiting_before = running.sessions("waiting")
+    assert running.staff_reply(waiting["session_id"], "Until 21:00.")[0] == 202
+    open_after = [entry["session_id"] for entry in running.sessions("open")]
+    waiting_after = [entry["session_id"] for entry in running.sessions("waiting")]
+
+    # THEN both are open, the writer first; only the writer waited, since their line, and no longer
+    listed = [entry["session_id"] for entry in open_before]
+    assert listed.index(waiting["session_id"]) < listed.index(quiet["session_id"])
+    (entry,) = [entry for entry in waiting_before if entry["session_id"] == waiting["session_id"]]
+    line = by_role(running.conversation(waiting["user_id"]), "User")[0]
+    assert entry["waiting_since"] == line["created_at"]
+    assert (entry["guest_name"], entry["room_number"], entry["user_id"]) == ("Test Guest", "101", waiting["user_id"])
+    assert entry["phone"].endswith(writer["phone_number"][-4:]) and writer["phone_number"][-8:] not in entry["phone"]
+    assert entry["last_message"]["role"] in ("User", "System")
+    assert quiet["session_id"] not in [entry["session_id"] for entry in waiting_before]
+    assert {waiting["session_id"], quiet["session_id"]} <= set(open_after)
+    assert waiting["session_id"] not in waiting_after
+
+
+def test_checkout_sends_the_farewell_and_a_later_message_finds_no_active_session(running: RunningStack) -> None:
+    """Check-out closes the stay (200), the farewell reaches WhatsApp; afterwards the guest's line is not stored."""
+    # GIVEN a registered guest
+    guest, registration = registered(running)
+
+    # WHEN the hotel checks them out, does so again, and the guest then writes
+    status, closed = running.checkout(registration["user_id"])
+    eventually(lambda: len(running.sent_to(chat_of(guest))) == 2, "the farewell at WAHA")
+    again_status, again = running.checkout(registration["user_id"])
+    after_status, after = running.webhook(waha_message(chat_of(guest), "Can I still order room service?"))
+
+    # THEN the stay ended with the guide's fields, one farewell went out, and the late line found no stay
+    assert status == again_status == 200, closed
+    assert (closed["session_id"], closed["is_active"]) == (registration["session_id"], False)
+    assert closed["end"] and closed["duration"] >= 0 and again == closed
+    assert running.sent_to(chat_of(guest)) == [welcome("Test Guest", "101"), farewell("Test Guest")]
+    assert after_status == 200 and after["outcome"] == "no_active_session", after
+    assert [m["role"] for m in running.conversation(registration["user_id"])] == ["System", "System"]
+    assert registration["session_id"] not in [entry["session_id"] for entry in running.sessions("open")]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from bench.calls import count_calls, http_recording
 from concierge.ticks import ACK_DEVICE, ACK_READ, ACK_SERVER
 from tests.driver import Concierge, hotel_message, our_waha_id, waha_message
+
+HOUR_MS = 3_600_000
 
 
 def test_register_new_guest_is_one_read_one_transaction_and_one_send(concierge: Concierge) -> None:
@@ -119,3 +123,114 @@ def test_the_hotels_own_messages_cost_one_query_when_echoed_and_three_calls_when
 
     assert echo == Counter({"DynamoDB.Query": 1})
     assert stored == Counter({"DynamoDB.Query": 1, "DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1})
+
+
+def test_an_idempotency_key_is_read_with_the_lookup_and_a_retry_is_that_read_alone(concierge: Concierge) -> None:
+    """With an Idempotency-Key the read takes the key's record beside the lookup (one BatchGetItem, not two reads);
+    the retried request is answered from it."""
+    headers = {"Idempotency-Key": "pms-request-1"}
+
+    first = count_calls(lambda: concierge.register(headers=headers))
+    retry = count_calls(lambda: concierge.register(headers=headers))
+
+    assert first == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    assert retry == Counter({"DynamoDB.BatchGetItem": 1})
+
+
+def test_an_invalid_phone_is_registered_with_one_transaction(concierge: Concierge) -> None:
+    """No lookup to read for a number that is not valid, and no welcome to queue."""
+    calls = count_calls(lambda: concierge.register(phone_number="12345"))
+
+    assert calls == Counter({"DynamoDB.TransactWriteItems": 1})
+
+
+def test_three_quick_lines_cost_three_calls_then_two_each(concierge: Concierge) -> None:
+    """The answered line costs the budget's 3; the lines within the cooldown are stored without a reply: no
+    SendMessage."""
+    concierge.register()
+
+    lines = [count_calls(lambda text=text: concierge.webhook(waha_message(text=text))) for text in ("a", "b", "c")]
+
+    answered = Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    quiet = Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1})
+    assert lines == [answered, quiet, quiet]
+
+
+def test_a_stale_delivery_is_refused_without_any_call(concierge: Concierge) -> None:
+    """Too old to trust: answered from the envelope alone."""
+    concierge.register()
+    delivery = waha_message()
+    delivery["timestamp"] = int(time.time() * 1000) - 25 * HOUR_MS
+
+    calls = count_calls(lambda: concierge.webhook(delivery))
+
+    assert calls == Counter()
+
+
+def test_a_staff_reply_is_a_read_a_send_and_a_transaction_and_resolve_a_read_and_a_transaction(
+    concierge: Concierge,
+) -> None:
+    """The SessionRef names the partition; one transaction stores the message with the session and the lookup."""
+    _, guest = concierge.register()
+
+    reply = count_calls(lambda: concierge.staff_reply(guest["session_id"]))
+    resolve = count_calls(lambda: concierge.resolve(guest["session_id"]))
+
+    assert reply == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    assert resolve == Counter({"DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1})
+
+
+def test_check_out_is_four_calls_and_a_repeat_is_one_query(concierge: Concierge) -> None:
+    """The guest's sessions, the phone's lookup, the farewell queued, one transaction; again: the sessions only."""
+    _, guest = concierge.register()
+
+    first = count_calls(lambda: concierge.checkout(guest["user_id"]))
+    again = count_calls(lambda: concierge.checkout(guest["user_id"]))
+
+    assert first == Counter(
+        {"DynamoDB.Query": 1, "DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1}
+    )
+    assert again == Counter({"DynamoDB.Query": 1})
+
+
+def test_the_list_of_conversations_is_one_query_with_or_without_the_waiting_filter(concierge: Concierge) -> None:
+    concierge.register()
+    concierge.register(phone_number="081234567891", full_name="Another Guest")
+    concierge.webhook(waha_message())
+
+    everyone = count_calls(concierge.sessions)
+    waiting = count_calls(lambda: concierge.sessions(status="waiting"))
+
+    assert everyone == waiting == Counter({"DynamoDB.Query": 1})
+
+
+def test_the_closing_run_is_one_query_and_a_transaction_per_stay_it_closes(concierge: Concierge) -> None:
+    """A stay past its checkout date is closed (session and lookup in one transaction); an open one costs nothing."""
+    today = datetime.now(UTC).date()
+    concierge.register(checkin_date=str(today - timedelta(days=3)), checkout_date=str(today - timedelta(days=2)))
+    concierge.register(phone_number="081234567891", full_name="Staying Guest", checkin_date=str(today))
+
+    due = count_calls(concierge.close_stays)
+    none_due = count_calls(concierge.close_stays)
+
+    assert due == Counter({"DynamoDB.Query": 1, "DynamoDB.TransactWriteItems": 1})
+    assert none_due == Counter({"DynamoDB.Query": 1})
+
+
+def test_a_guests_photo_costs_the_webhook_three_calls_and_its_copy_job_five(concierge: Concierge) -> None:
+    """The webhook's budget holds for a photo: its one SendMessage is the copy job (which carries the reply's key).
+    The copy: the batch's read, the reply handed on, the file put in the bucket and the row's update."""
+    concierge.register()
+    concierge.deliver_queued()
+
+    with http_recording(concierge.waha.url) as waha_calls:
+        webhook = count_calls(lambda: concierge.webhook(concierge.media_message("My room's view")))
+    media_jobs, outbound = concierge.queue_depth("MediaQueue"), concierge.queue_depth()
+    copy = count_calls(concierge.copy_media)
+
+    assert webhook == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.TransactWriteItems": 1, "SQS.SendMessage": 1})
+    assert waha_calls.total == 0 and (media_jobs, outbound) == (1, 0)
+    ours = Counter({op: n for op, n in copy.items() if not op.startswith("SQS.") or op == "SQS.SendMessage"})
+    assert ours == Counter(
+        {"DynamoDB.BatchGetItem": 1, "SQS.SendMessage": 1, "S3.PutObject": 1, "DynamoDB.UpdateItem": 1}
+    )

@@ -23,11 +23,13 @@ EXPECTED_KEYS = {
         "engine",
     },
     "webhook-hmac.test-vector.json": {"rawBody", "key", "headers"},
+    "openapi-excerpt.json": {"paths", "components"},
+    "webhook-message-media.docs-example.json": {"event", "session", "payload"},
 }
 
 
 def test_spec_copies_are_the_expected_files_and_parse() -> None:
-    """The copies are exactly the three files the simulator loads, each valid JSON with the keys it reads."""
+    """The copies are exactly the files the simulator loads, each valid JSON with the keys it reads."""
     # GIVEN the copies next to the simulator
     copies = {path.name: path for path in SPEC_COPY.glob("*.json")}
     # WHEN / THEN they are the expected set, each parses and has its keys

@@ -25,7 +25,15 @@ def sqs() -> Any:
     return boto3.client("sqs", config=_CONFIG)
 
 
+@cache
+def s3() -> Any:
+    # Signature V4 for presigned URLs (boto3 would sign them V2 in us-east-1); created only by the functions that
+    # keep or show guests' files, and by the history only for a page that holds one.
+    return boto3.client("s3", config=_CONFIG.merge(Config(signature_version="s3v4")))
+
+
 def reset() -> None:
     """Forgets the clients, for tests that start a fresh moto backend."""
     dynamodb.cache_clear()
     sqs.cache_clear()
+    s3.cache_clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,8 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
     user_id = guest["user_id"]
     state = auto_replies.ConversationState.of(guest)
     if attempts > 1:
-        decision = auto_replies.decide(message.text, state, policy(), now)
+        # A photo's caption is never a command (STOP, START): those are words a guest types on their own.
+        decision = auto_replies.decide("" if message.has_media else message.text, state, policy(), now)
     else:
         # Other messages of this guest kept changing the bot's memory under us: the message itself
         # must still be stored, so this last attempt stores it without a reply.
@@ -120,6 +122,7 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
         },
     )
     reply = _reply(decision.reply, decision.text, inbound, e164) if decision.reply and decision.text else None
+    inbound, reply = _queue(message, inbound, reply)
     expires_at = int(now.timestamp()) + settings().webhook_event_ttl_days * 86400
     actions = [
         store.put_new(
@@ -175,9 +178,28 @@ def _reply(kind: auto_replies.ReplyKind, text: str, inbound: store.StoredMessage
         created_at=reply_at,
         status=store.PENDING,
         chat_id=phone.chat_id(e164),
-        queued=outbox.enqueue(keys.message(inbound.user_id, reply_at, reply_id)),
         extra={"kind": kind.value, "in_reply_to": inbound.message_id, "language": inbound.extra["language"]},
     )
+
+
+def _queue(
+    message: GuestMessage, inbound: store.StoredMessage, reply: store.StoredMessage | None
+) -> tuple[store.StoredMessage, store.StoredMessage | None]:
+    """The webhook's one SendMessage, before the commit: a photo's or file's copy job, which carries the reply's
+    key to the outbound queue (concierge.media), or else the reply's key itself. The rows as they must be
+    written: the reply marked for the sweeper when SQS refused, the file's state."""
+    if message.media is None:
+        queued = outbox.enqueue(reply.key) if reply is not None else False
+    else:
+        # Imported here: only messages with a file need it.
+        from concierge import media
+
+        copy = message.media.waha_file is not None
+        queued = media.enqueue(inbound.key, reply.key if reply else None) if copy else False
+        if not copy and reply is not None:
+            queued = outbox.enqueue(reply.key)
+        inbound = replace(inbound, extra={**inbound.extra, "media": media.described(message.media, queued)})
+    return inbound, replace(reply, queued=queued) if reply is not None else None
 
 
 def _remember(e164: str, session_id: str, state: auto_replies.ConversationState, changes: dict[str, Any]) -> dict:

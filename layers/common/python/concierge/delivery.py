@@ -199,13 +199,18 @@ class Batch:
         try:
             if unknown:
                 since = int(datetime.fromisoformat(before["created_at"]).timestamp()) - CLOCK_SKEW_SECONDS
-                found = client.find_sent(before["chat_id"], pre_generated, since)
+                # A photo or file has no pre-generated id (sendImage, sendFile take none): found by its caption.
+                caption = before["text"] if before.get("media") else None
+                found = client.find_sent(before["chat_id"], pre_generated, since, media_caption=caption)
                 checked = True
                 if found is not None:
                     logger.info("WAHA already has this message; not sent again", extra={"message_id": message_id})
                     self._record_sent(key, owner, found, pre_generated, message_id)
                     return "confirmed"
-            waha_id = client.send_text(before["chat_id"], before["text"], pre_generated)
+            if before.get("media"):
+                waha_id = client.send_media(before["chat_id"], before["media"], before["text"])
+            else:
+                waha_id = client.send_text(before["chat_id"], before["text"], pre_generated)
         except waha.WahaError as error:
             still_unknown = error.maybe_delivered or (unknown and not checked)
             self._record_failure(key, owner, message_id, error.reason, still_unknown, receive_count, record)

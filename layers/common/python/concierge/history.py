@@ -39,4 +39,9 @@ def message_view(item: dict[str, Any]) -> dict[str, Any]:
     for tick in ("delivered_at", "read_at"):
         if item.get(tick):
             view[tick] = item[tick]
+    if item.get("media"):
+        # Imported here, as its S3 client is created: only a page that holds a file pays for them.
+        from concierge import media
+
+        view["media"] = media.view(item["media"])
     return view

@@ -102,3 +102,9 @@ def split_message_id(waha_id: str) -> tuple[str | None, str]:
     if len(parts) >= 2 and "@" in parts[-1] and parts[0] and not any("@" in part for part in parts[:-1]):
         return None, "_".join(parts[:-1])
     return None, waha_id
+
+
+def media_object(user_id: str, message_id: str) -> str:
+    """The S3 key of our copy of a guest's photo or file: ids only, never the guest's number or file name, and
+    one prefix per guest, so that erasing a guest can find their files without listing anyone else's."""
+    return f"media/{user_id}/{message_id}"

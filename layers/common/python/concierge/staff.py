@@ -22,6 +22,8 @@ from concierge.history import message_view
 logger = Logger(child=True)
 
 MAX_STAFF_TEXT_CHARACTERS = 4096
+# WhatsApp shows at most this much of a photo's or file's caption.
+MAX_CAPTION_CHARACTERS = 1024
 DEFAULT_AUTHOR = "API"
 WHATSAPP_AUTHOR = "WhatsApp"
 INVALID_PHONE_REASON = "invalid phone number"
@@ -57,12 +59,16 @@ def _bump_lookup(e164: str, session_id: str, expression: str, values: dict[str, 
     )
 
 
-def reply(session_id: str, text: str, author: str) -> dict[str, Any]:
-    """Stores and queues a staff message in an open session; raises UnknownSession or ClosedSession."""
+def reply(session_id: str, text: str, author: str, media: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Stores and queues a staff message in an open session; raises UnknownSession or ClosedSession.
+
+    `media` ({url, mimetype, filename?}): a photo or file WAHA fetches from `url` and sends with `text` as
+    its caption (sendImage for image/*, sendFile otherwise).
+    """
     ref = _session_ref(session_id)
     for _ in range(CLOSE_ATTEMPTS):
         try:
-            return _store_reply(ref, session_id, text, author, datetime.now(UTC))
+            return _store_reply(ref, session_id, text, author, datetime.now(UTC), media)
         except _LaterMessage:
             continue  # a guest's message got in first: write again, after it
     raise ClosedSession(session_id)
@@ -72,7 +78,9 @@ class _LaterMessage(Exception):
     """A message stamped later than ours was stored in the session meanwhile."""
 
 
-def _store_reply(ref: dict[str, Any], session_id: str, text: str, author: str, now: datetime) -> dict[str, Any]:
+def _store_reply(
+    ref: dict[str, Any], session_id: str, text: str, author: str, now: datetime, media: dict[str, Any] | None
+) -> dict[str, Any]:
     user_id, e164 = ref["user_id"], ref.get("phone_e164")
     created_at = store.iso(now)
     message_id = str(uuid.uuid4())
@@ -87,7 +95,12 @@ def _store_reply(ref: dict[str, Any], session_id: str, text: str, author: str, n
         status=store.PENDING if e164 else store.FAILED,
         chat_id=phone.chat_id(e164) if e164 else None,
         queued=outbox.enqueue(keys.message(user_id, created_at, message_id)) if e164 else False,
-        extra={"kind": "staff", "author": author, **({} if e164 else {"last_error": INVALID_PHONE_REASON})},
+        extra={
+            "kind": "staff",
+            "author": author,
+            **({"media": media} if media else {}),
+            **({} if e164 else {"last_error": INVALID_PHONE_REASON}),
+        },
     )
     actions = [
         stays.activity(user_id, session_id, message, staff_answered=True, extra_sets={"handoff_until": handoff_until}),

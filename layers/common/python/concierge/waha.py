@@ -1,4 +1,5 @@
-"""The one WAHA client: sendText, a chat's recent messages and @lid lookups over urllib3.
+"""The one WAHA client: sendText, sendImage and sendFile, a chat's recent messages, @lid lookups and a guest's
+media files, over urllib3.
 
 One connection pool per container. WAHA's API key is not part of the cached client: it is read
 per request through `secrets`, which keeps a key held in SSM for five minutes, so a rotated key
@@ -8,6 +9,7 @@ is in use within five minutes without the pool being rebuilt.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -22,6 +24,11 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_SECONDS = 8.0
 # How many of our own messages in a chat a look-up reads, oldest first from the message's creation.
 RECENT_MESSAGES_LIMIT = 100
+# Where WAHA serves the media files it downloaded (WAHA's `media.url`), and the characters its file names use.
+FILES_PATH = "/api/files/"
+_FILE_PATH = re.compile(r"^/api/files/(?!.*\.\.)[A-Za-z0-9@._~%+=/-]+$")
+SEND_IMAGE_PATH = "/api/sendImage"
+SEND_FILE_PATH = "/api/sendFile"
 
 
 class WahaError(Exception):
@@ -37,6 +44,19 @@ class WahaError(Exception):
         self.reason = reason
         self.status = status
         self.maybe_delivered = maybe_delivered
+
+
+class WahaFileGone(WahaError):
+    """WAHA no longer has the file (404, 410): it deletes its copy after WHATSAPP_FILES_LIFETIME (180 s by default)."""
+
+
+class WahaFileTooLarge(WahaError):
+    """The file is larger than the caller is willing to keep."""
+
+
+def is_waha_file(path: str) -> bool:
+    """Whether a path names a file WAHA serves (`/api/files/...`), with nothing that could leave that folder."""
+    return bool(_FILE_PATH.match(path))
 
 
 @dataclass(frozen=True)
@@ -95,11 +115,73 @@ class WahaClient:
             raise WahaError(f"WAHA answered {status}", status, maybe_delivered=status >= 500)
         return sent_message_id(payload)
 
-    def find_sent(self, chat_id: str, message_id: str, since_epoch_seconds: int) -> str | None:
+    def send_media(self, chat_id: str, media: dict[str, Any], caption: str | None) -> str | None:
+        """Sends a photo (sendImage, for image/*) or any other file (sendFile) that WAHA fetches from `media["url"]`;
+        returns WAHA's message id when it gives one. These requests take no pre-generated id (WAHA's
+        MessageImageRequest and MessageFileRequest have none)."""
+        file: dict[str, Any] = {"url": media["url"], "mimetype": media["mimetype"]}
+        if media.get("filename"):
+            file["filename"] = media["filename"]
+        body: dict[str, Any] = {"chatId": chat_id, "file": file, "session": self.session}
+        if caption:
+            body["caption"] = caption
+        path = SEND_IMAGE_PATH if str(media["mimetype"]).lower().startswith("image/") else SEND_FILE_PATH
+        status, payload = self._request("POST", path, body)
+        if not 200 <= status < 300:
+            raise WahaError(f"WAHA answered {status}", status, maybe_delivered=status >= 500)
+        return sent_message_id(payload)
+
+    def download_file(self, path: str, max_bytes: int) -> tuple[bytes, str | None]:
+        """A media file WAHA holds (`path` is `/api/files/...`) and its content type, at most `max_bytes` long.
+
+        Always fetched from WAHA_HOST with WAHA's key, whatever host WAHA wrote in its `media.url` (its own
+        WAHA_BASE_URL, `http://localhost:3000` unless set): the key never goes anywhere else. Raises
+        WahaFileGone (404, 410), WahaFileTooLarge, or WahaError (unreachable, another status).
+        """
+        if not is_waha_file(path):
+            # The path itself is not repeated: WAHA's file names hold the guest's number.
+            raise WahaFileGone("not a path WAHA serves files under")
+        headers = self._headers()
+        headers["Accept"] = "*/*"
+        try:
+            response = self.pool.request(
+                "GET",
+                self.base_url + path,
+                headers=headers,
+                timeout=self.timeout,
+                retries=False,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise WahaError(f"WAHA unreachable ({type(error).__name__})") from error
+        try:
+            if response.status in (404, 410):
+                raise WahaFileGone(f"WAHA answered {response.status}", response.status)
+            if response.status != 200:
+                raise WahaError(f"WAHA answered {response.status} for a media file", response.status)
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise WahaFileTooLarge(f"the file is larger than {max_bytes} bytes")
+            try:
+                content = response.read(max_bytes + 1)
+            except urllib3.exceptions.HTTPError as error:
+                raise WahaError(f"WAHA's file download broke off ({type(error).__name__})") from error
+            if len(content) > max_bytes:
+                raise WahaFileTooLarge(f"the file is larger than {max_bytes} bytes")
+            return content, response.headers.get("Content-Type")
+        finally:
+            response.release_conn()
+
+    def find_sent(
+        self, chat_id: str, message_id: str, since_epoch_seconds: int, *, media_caption: str | None = None
+    ) -> str | None:
         """WAHA's id of the message we sent to `chat_id` with the pre-generated `message_id`, or None.
 
         Reads our own messages in the chat from `since_epoch_seconds` on, oldest first, without media
         (GET /api/{session}/chats/{chatId}/messages). Raises WahaError when WAHA cannot tell.
+        `media_caption` (a photo or file, "" without a caption): sendImage and sendFile take no pre-generated
+        id, so such a send is recognised by what it holds instead: the first of our media messages since
+        then with that caption.
         """
         query = urlencode(
             {
@@ -117,7 +199,11 @@ class WahaClient:
             raise WahaError(f"WAHA answered {status} to a look-up of the chat's messages", status)
         for message in payload:
             waha_id = sent_message_id(message)
-            if waha_id is not None and is_pre_generated(waha_id, message_id):
+            if waha_id is None:
+                continue
+            if media_caption is None and is_pre_generated(waha_id, message_id):
+                return waha_id
+            if media_caption is not None and _is_media_with_caption(message, media_caption):
                 return waha_id
         return None
 
@@ -128,6 +214,10 @@ class WahaClient:
             return None
         chat = payload.get("pn")
         return chat if isinstance(chat, str) else None
+
+
+def _is_media_with_caption(message: dict[str, Any], caption: str) -> bool:
+    return message.get("hasMedia") is True and (message.get("body") or "") == caption
 
 
 def is_pre_generated(waha_id: str, message_id: str) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from concierge import phone
+from concierge import phone, waha
 from concierge.config import MAX_SESSION_NAME_BYTES, WEBHOOK_CLOCK_SKEW_SECONDS
 from concierge.keys import split_message_id
 from concierge.ticks import ACK_ERROR, ACK_NAMES, ACK_PENDING, ACK_PLAYED, ACK_SERVER
@@ -64,6 +65,9 @@ class MessagePayload(BaseModel):
     participant: Identifier | None = None
     body: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
     has_media: bool = Field(default=False, alias="hasMedia")
+    # WAHA's WAMedia ({url, mimetype, filename, error}); read leniently (guest_media): a file we cannot use
+    # still leaves the message to store.
+    media: Any = None
     data: dict[str, Any] | None = Field(default=None, alias="_data")
 
 
@@ -102,9 +106,26 @@ class SessionStatusPayload(BaseModel):
     status: StatusName
 
 
+# What we keep of a guest's file's description: WhatsApp's names and types are short; longer ones are cut.
+MAX_MEDIA_NAME_CHARACTERS = 255
+DEFAULT_MIMETYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class GuestMedia:
+    """A photo or file a guest sent, as WAHA described it."""
+
+    mimetype: str
+    filename: str | None
+    # The file's path on WAHA (`/api/files/...`), to copy at once; None when there is nothing to copy.
+    waha_file: str | None
+    # Why there is nothing to copy (WAHA's own download failed, no URL): stored with the message, never retried.
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class GuestMessage:
-    """A guest's text, ready to be matched to a stay."""
+    """A guest's text (a photo's or file's caption), ready to be matched to a stay."""
 
     waha_session: str
     waha_message_id: str
@@ -113,6 +134,7 @@ class GuestMessage:
     lid: str | None
     text: str
     has_media: bool
+    media: GuestMedia | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +237,36 @@ def _phone_in_data(data: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _short_text(value: Any) -> str | None:
+    return value[:MAX_MEDIA_NAME_CHARACTERS] if isinstance(value, str) and value.strip() else None
+
+
+def guest_media(payload: MessagePayload) -> GuestMedia | None:
+    """The file of a `hasMedia` message: where WAHA holds it, or why there is nothing to copy.
+
+    Only the URL's path is kept: WAHA writes its URLs with its own WAHA_BASE_URL (`http://localhost:3000` unless
+    set), which need not be how we reach it, and WAHA's key must never go to another host than WAHA_HOST.
+    """
+    if not payload.has_media:
+        return None
+    media = payload.media if isinstance(payload.media, dict) else {}
+    mimetype = _short_text(media.get("mimetype")) or DEFAULT_MIMETYPE
+    filename = _short_text(media.get("filename"))
+    if media.get("error"):
+        # WAHA's error object may say anything; a fixed reason keeps guests' data and noise out of the table.
+        return GuestMedia(mimetype, filename, None, "WAHA could not download the file from WhatsApp")
+    url = media.get("url")
+    if not isinstance(url, str) or not url:
+        return GuestMedia(mimetype, filename, None, "WAHA gave no file (media.url is null)")
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = ""
+    if not waha.is_waha_file(path):
+        return GuestMedia(mimetype, filename, None, "media.url is not a file WAHA serves under /api/files/")
+    return GuestMedia(mimetype, filename, path)
+
+
 def _me_id(event: WahaEvent) -> str | None:
     me = event.me
     return me.get("id") if isinstance(me, dict) and isinstance(me.get("id"), str) else None
@@ -288,6 +340,7 @@ def classify(event: WahaEvent) -> GuestMessage | HotelMessage | Ignored:
         lid=lid,
         text=text,
         has_media=payload.has_media,
+        media=guest_media(payload),
     )
 
 
