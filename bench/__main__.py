@@ -1,6 +1,6 @@
 """`python -m bench`: runs every measurement and writes docs/performance.md and bench/results.json.
 
-python -m bench            # the full run (a few minutes on two cores)
+python -m bench            # the full run (about six minutes on two cores shared with other work)
 python -m bench --quick    # small series, to check the harness end to end; writes nothing unless --write
 """
 

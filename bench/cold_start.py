@@ -61,6 +61,10 @@ from bench.harness import (
 from devstack.template import REPO_ROOT, resources_of_type
 
 BASELINE = "Baseline"
+# The functions `ColdStarts._events` has a first and a second event for.
+MEASURED_FUNCTIONS = frozenset(
+    {REGISTER, WEBHOOK, HISTORY, SENDER, SWEEPER, CLOSE_STAYS, EXPIRE, CONVERSATIONS, HEALTH, ERASE}
+)
 CHILD_SCRIPT = Path(cold_child.__file__).resolve()
 BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
 CHILD_TIMEOUT_SECONDS = 120
@@ -185,7 +189,12 @@ class ColdStarts:
         shutil.copytree(layer_source, self._layer_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         _compile_ahead(self._layer_dir)
         self._tasks: dict[str, tuple[Path, str]] = {}
+        # A function this module has no events for yet (one just added to the template) is reported as not
+        # measured rather than stopping the run.
+        self.unmeasured = [logical_id for logical_id in stack.specs if logical_id not in MEASURED_FUNCTIONS]
         for logical_id, spec in stack.specs.items():
+            if logical_id in self.unmeasured:
+                continue
             task = workdir / "task" / logical_id
             shutil.copytree(spec.code_dir, task, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             _compile_ahead(task)
@@ -223,7 +232,7 @@ class ColdStarts:
             return [erase_event(stack.register()[0]["user_id"]) for _ in range(2)]
         if variant == BASELINE:
             return [{} for _ in range(2)]
-        raise ValueError(f"no cold-start events for {variant}: add them here when template.yaml gains a function")
+        raise ValueError(f"no cold-start events for {variant}: add them here and to MEASURED_FUNCTIONS")
 
     def _sqs_event(self, key: dict[str, str]) -> dict[str, Any]:
         from concierge import outbox
@@ -382,6 +391,7 @@ def measure(stack: BenchStack, known: KnownGuest, runs: int) -> dict[str, Any]:
         timings = cold.measure(runs)
         timings["import_trees"] = cold.import_trees(IMPORTTIME_RUNS)
         timings["site_distributions"] = cold.site_distributions
+        timings["not_measured"] = cold.unmeasured
         timings["layer_requirements"] = str(cold.layer_requirements.relative_to(REPO_ROOT))
         timings["python"] = sys.version.split()[0]
         return timings

@@ -9,6 +9,7 @@ of their own where one flow would change another's outcome (a staff reply quiets
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from bench.harness import (
     ERASE,
     EXPIRE,
     HEALTH,
+    HISTORY,
     BenchStack,
     Outcome,
     ack_delivery,
@@ -31,6 +33,7 @@ from bench.harness import (
     days_ago,
     erase_event,
     health_event,
+    history_event,
     our_waha_id,
     resolve_event,
     session_status_delivery,
@@ -70,6 +73,7 @@ DOCUMENT_ORDER = (
     "close_stays",
     "close_stays_none",
     "inbound_duplicate",
+    "webhook_other_session",
     "webhook_stale",
     "ack",
     "ack_late",
@@ -79,6 +83,7 @@ DOCUMENT_ORDER = (
     "session_status",
     "health",
     "history",
+    "history_unknown",
     "sender_batch10",
     "sender_batch1",
     "sweeper",
@@ -163,7 +168,7 @@ def _measured(
     documented: Counter[str] | None = None,
 ) -> tuple[FlowCalls, Any]:
     images_before = stack.images()
-    before = stack.sink.bytes_written
+    logged_before = stack.sink.bytes_written
     with recording(keep_details=True) as log, http_recording(stack.waha.url) as http:
         value = action()
     flow = FlowCalls(
@@ -171,7 +176,7 @@ def _measured(
         title=title,
         calls=Counter(log.counts),
         waha_calls=http.total,
-        log_bytes=stack.sink.bytes_written - before,
+        log_bytes=stack.sink.bytes_written - logged_before,
         records=list(log.records),
         note=note,
         documented=documented,
@@ -183,10 +188,6 @@ def _measured(
     flow.before = {key: images_before[key] for key in kept if key in images_before}
     flow.after = {key: images_after[key] for key in kept if key in images_after}
     return flow, value
-
-
-def _message_id(key: dict[str, str]) -> str:
-    return key["sk"].rsplit("#", 1)[1]
 
 
 class Flows:
@@ -337,6 +338,16 @@ def _inbound(flows: Flows, known: KnownGuest) -> None:
         "Webhook, `stale` (envelope older than WEBHOOK_MAX_AGE_HOURS)",
         stale,
         "stale",
+        note="refused from the envelope alone",
+        documented=Counter(),
+    )
+    other_session = webhook_delivery(known.chat_id, "Hello from another account")
+    other_session["session"] = "another-account"
+    flows.webhook(
+        "webhook_other_session",
+        "Webhook, another WAHA session",
+        other_session,
+        "ignored",
         note="refused from the envelope alone",
         documented=Counter(),
     )
@@ -519,6 +530,13 @@ def _history_and_sender(flows: Flows, known: KnownGuest) -> None:
         f"History page ({HISTORY_PAGE} messages)",
         lambda: stack.history(known.user_id),
         documented=_calls(Query=1),
+    )
+    flows.measure(
+        "history_unknown",
+        "History of an id no guest has (404)",
+        lambda: stack.api(HISTORY, history_event(str(uuid.uuid4())), expected=404),
+        "the first page is empty: the GetItem of the profile tells an unknown user from one without messages",
+        _calls(Query=1, GetItem=1),
     )
     # Replies waiting, so that a full batch of ten is on the queue whatever SQS hands out first.
     stack.purge_queue()

@@ -252,7 +252,13 @@ def _findings_section(results: dict[str, Any]) -> list[str]:
             + "; the import trees say where the time goes (Budgets, section 3)."
         )
     else:
-        findings.append(f"Cold init is within {COLD_INIT_BUDGET}x of the boto3 baseline for every function.")
+        findings.append(f"Cold init is within {COLD_INIT_BUDGET}x of the boto3 baseline for every function measured.")
+    if results["cold_start"].get("not_measured"):
+        findings.append(
+            "Not in the cold-init comparison yet (no events for it in the benchmark): "
+            + ", ".join(results["cold_start"]["not_measured"])
+            + "."
+        )
     latency = results["latency"]
     calls = results["calls"]
     burst = [calls[f"burst_{index}"]["aws_calls"] for index in (1, 2, 3)]
@@ -462,6 +468,16 @@ def _cold_section(results: dict[str, Any]) -> list[str]:
                 "Total ratio",
             ],
             rows,
+        ),
+        *(
+            [
+                "Not measured (no cold-start events for them in `bench/cold_start.py` yet): "
+                + ", ".join(cold["not_measured"])
+                + ".",
+                "",
+            ]
+            if cold.get("not_measured")
+            else []
         ),
         "Absolute times here are on a desktop-class CPU; a 256 MB Lambda gets a fraction of a vCPU, so expect them "
         "several times longer there. The ratios to the baseline are what carries over. Tracing is off here "
