@@ -40,6 +40,8 @@ LOG = logging.getLogger(__name__)
 WEBHOOK_FUNCTION_ID = "WahaWebhookFunction"
 # The literal in the template that mirrors the OutboundQueue's maxReceiveCount (the sender's "last attempt").
 MAX_RECEIVE_COUNT_VARIABLE = "OUTBOUND_MAX_RECEIVE_COUNT"
+# The same for the MediaQueue's copier.
+MEDIA_MAX_RECEIVE_COUNT_VARIABLE = "MEDIA_MAX_RECEIVE_COUNT"
 _FAKE_CREDENTIAL = "testing"
 # `make run`'s simulated guest gets a message a second after it is sent and reads it two seconds later.
 MAKE_RUN_ACK_DELIVERED_SECONDS = 1.0
@@ -617,6 +619,7 @@ class LocalStack:
                 merged[name] = value
         if config.redrive_max_receive_override is not None:
             merged[MAX_RECEIVE_COUNT_VARIABLE] = str(config.redrive_max_receive_override)
+            merged[MEDIA_MAX_RECEIVE_COUNT_VARIABLE] = str(config.redrive_max_receive_override)
         for name, value in merged.items():
             self._env.set(name, value)
         self.function_environment = merged

@@ -44,7 +44,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -89,6 +89,17 @@ HMAC_ALGORITHM = "sha512"
 # front of it when its gateway timeout runs out.
 FAULT_MODES = ("ok", "down", "error500", "slow", "sent500")
 REPEATED_ID_MODES = ("accept", "drop")
+# How GET /api/contacts/check-exists answers: as WAHA does, 404 as an engine without it, or 500.
+CHECK_EXISTS_MODES = ("answer", "missing", "error500")
+SEND_SEEN_PATH = "/api/sendSeen"
+CHECK_EXISTS_PATH = "/api/contacts/check-exists"
+# The courtesy calls and their request schemas in WAHA's OpenAPI; and every POST the call log files by chatId.
+_COURTESY_SCHEMAS = {
+    SEND_SEEN_PATH: "SendSeenRequest",
+    "/api/startTyping": "ChatRequest",
+    "/api/stopTyping": "ChatRequest",
+}
+_CALLS_BY_CHAT = ("sendText", "sendImage", "sendFile", "sendSeen", "startTyping", "stopTyping")
 # GET /api/{session}/chats/{chatId}/messages: the query parameters WAHA's OpenAPI lists, and their kinds.
 _CHAT_MESSAGES_QUERY = {
     "limit": "number",
@@ -444,6 +455,7 @@ class WahaSimulator:
         ack_read_seconds: float | None = None,
         own_ids: bool = False,
         files_lifetime_seconds: float = DEFAULT_FILES_LIFETIME_SECONDS,
+        not_on_whatsapp: Iterable[str] = (),
     ) -> None:
         if webhook_attempts < 1:
             raise ValueError("webhook_attempts must be at least 1")
@@ -466,6 +478,7 @@ class WahaSimulator:
 
         self._validator = Draft202012Validator(load_spec(SEND_TEXT_SCHEMA_FILE)["MessageTextRequest"])
         self._media_validators = {path: _request_validator(schema) for path, schema in _MEDIA_SENDS.items()}
+        self._courtesy_validators = {path: _request_validator(schema) for path, schema in _COURTESY_SCHEMAS.items()}
         self._files: dict[str, _File] = {}
         if _bad_delay(files_lifetime_seconds):
             raise ValueError("files_lifetime_seconds must be a number of seconds, not negative")
@@ -482,6 +495,12 @@ class WahaSimulator:
         # Hidden (@lid) senders this simulator has shown, and the phone chat id behind each.
         self._lids: dict[str, str] = {}
         self._fail_ratio = 0.0
+        # Numbers WhatsApp does not know (check-exists answers numberExists false), as chat ids; and how the
+        # endpoint answers (CHECK_EXISTS_MODES: engines without it answer 404).
+        self._not_on_whatsapp = {self._phone_chat(phone) for phone in not_on_whatsapp}
+        self._check_exists = "answer"
+        # Every call about a chat (sends, seen, typing, check-exists, look-ups), in the order received.
+        self._calls: dict[str, list[dict[str, Any]]] = {}
         self._own_ids = own_ids
         self._ack_delivered_seconds = ack_delivered_seconds
         self._ack_read_seconds = ack_read_seconds
@@ -503,7 +522,7 @@ class WahaSimulator:
         if self._server is not None:
             return self.url
         self._stopping.clear()
-        self._server = _Server((self._host, self._requested_port), self._route)
+        self._server = _Server((self._host, self._requested_port), self._route_and_log)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _SERVE_POLL_SECONDS},
@@ -579,6 +598,7 @@ class WahaSimulator:
             self._accepted_by_id.clear()
             self._chats.clear()
             self._due_acks.clear()
+            self._calls.clear()
 
     def set_acks(self, delivered_seconds: float | None, read_seconds: float | None) -> None:
         """The delays of the DEVICE and READ acks from now on (None: not sent). Acks already due keep their
@@ -743,6 +763,8 @@ class WahaSimulator:
                 kept = None
         if kept is None:
             return _error(404, "Not Found", f"Cannot GET {FILES_PATH}{name}")
+        if self._current_fault() == "slow":
+            self._stopping.wait(self._slow_seconds)
         return _Reply(200, kept.content, kept.mimetype)
 
     def _message_event(self, sender: str, text: str, message_id: str | None, event: str) -> dict[str, Any]:
@@ -839,7 +861,125 @@ class WahaSimulator:
             return self._session_info(api_key, unquote(path.removeprefix("/api/sessions/")))
         if method == "GET" and path.startswith(f"/api/{self._session}/lids/"):
             return self._lid_info(api_key, unquote(path.removeprefix(f"/api/{self._session}/lids/")))
+        courtesy = self._courtesy(method, path, query, api_key, raw)
+        if courtesy is not None:
+            return courtesy
         return _error(404, "Not Found", f"Cannot {method} {path}")
+
+    # --- acting like a person: seen, typing, check-exists; and the log of calls per chat ----------------------
+
+    def set_not_on_whatsapp(self, phones: Iterable[str]) -> None:
+        """The numbers check-exists says are not on WhatsApp from now on (any written form; replaces the list)."""
+        chats = {self._phone_chat(phone) for phone in phones}
+        with self._lock:
+            self._not_on_whatsapp = chats
+        logger.info("WAHA simulator: %d numbers not on WhatsApp", len(chats))
+
+    def set_check_exists(self, mode: str) -> None:
+        """'answer': check-exists answers; 'missing': 404, as an engine without the endpoint; 'error500': 500."""
+        if mode not in CHECK_EXISTS_MODES:
+            raise ValueError(f"check-exists mode must be one of {', '.join(CHECK_EXISTS_MODES)}")
+        with self._lock:
+            self._check_exists = mode
+
+    def calls(self, chat: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Every call received about each chat, oldest first: {"call", "at" (epoch seconds), "status", ...}; copies."""
+        with self._lock:
+            if chat is not None:
+                return {chat: copy.deepcopy(self._calls.get(chat, []))}
+            return copy.deepcopy(self._calls)
+
+    def _phone_chat(self, phone: str) -> str:
+        return phone if "@" in phone else chat_id(to_e164(phone, self._default_region))
+
+    def _route_and_log(self, method: str, path: str, query: str, api_key: str | None, raw: bytes) -> _Reply | None:
+        received_at = time.time()
+        reply = self._route(method, path, query, api_key, raw)
+        if reply is not None and not path.startswith("/api/sim/"):
+            self._log_call(method, path, query, raw, received_at, reply)
+        return reply
+
+    def _log_call(self, method: str, path: str, query: str, raw: bytes, at: float, reply: _Reply) -> None:
+        """Notes a call about a chat (its chatId, check-exists' phone, a chat's messages) with its answer's status."""
+        name = path.rsplit("/", 1)[-1]
+        chat: str | None = None
+        entry: dict[str, Any] = {}
+        if method == "POST" and name in _CALLS_BY_CHAT:
+            try:
+                body = _parse_json(raw)
+            except ValueError:
+                return
+            chat = body.get("chatId") if isinstance(body, dict) else None
+            if name in ("sendText", "sendImage", "sendFile") and isinstance(reply.body, dict):
+                entry["id"] = reply.body.get("id")
+            if name == "sendSeen" and isinstance(body, dict):
+                entry["messageIds"] = body.get("messageIds")
+        elif method == "GET" and path == CHECK_EXISTS_PATH:
+            phones = parse_qs(query).get("phone", [])
+            chat = f"{phones[-1]}@c.us" if phones and phones[-1].isdigit() else None
+            name = "checkExists"
+            if isinstance(reply.body, dict) and "numberExists" in reply.body:
+                entry["numberExists"] = reply.body["numberExists"]
+        elif method == "GET" and (found := _CHAT_MESSAGES_PATH.match(path)):
+            chat, name = unquote(found["chat"]), "chatMessages"
+        if not isinstance(chat, str):
+            return
+        with self._lock:
+            self._calls.setdefault(chat, []).append({"call": name, "at": at, "status": reply.status, **entry})
+
+    def _courtesy(self, method: str, path: str, query: str, api_key: str | None, raw: bytes) -> _Reply | None:
+        """POST /api/sendSeen, /api/startTyping, /api/stopTyping and GET /api/contacts/check-exists, validated
+        against waha_spec/openapi-excerpt.json; None for any other route."""
+        if method == "GET" and path == CHECK_EXISTS_PATH:
+            return self._check_number(api_key, query)
+        validator = self._courtesy_validators.get(path) if method == "POST" else None
+        if validator is None:
+            return None
+        if not self._authorised(api_key):
+            return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        problems = self._schema_problems(body, validator)
+        if problems:
+            return _error(400, "Bad Request", problems)
+        if body["session"] != self._session:
+            return _error(422, "Unprocessable Entity", f'Session "{body["session"]}" does not exist')
+        fault = self._current_fault()
+        if fault == "error500":
+            return _error(500, "Internal Server Error", "Internal server error")
+        if fault == "slow":
+            self._stopping.wait(self._slow_seconds)
+        # sendSeen answers an object; the typing calls answer 201 with no body, as WAHA's OpenAPI describes.
+        return _Reply(201, {}) if path == SEND_SEEN_PATH else _Reply(201, b"")
+
+    def _check_number(self, api_key: str | None, query: str) -> _Reply:
+        """GET /api/contacts/check-exists?phone=<digits>&session=<name>: WANumberExistResult."""
+        if not self._authorised(api_key):
+            return _Reply(401, {"message": "Unauthorized", "statusCode": 401})
+        with self._lock:
+            mode, unknown = self._check_exists, set(self._not_on_whatsapp)
+        if mode == "missing":
+            return _error(404, "Not Found", f"Cannot GET {CHECK_EXISTS_PATH}")
+        values = parse_qs(query)
+        phone, session = values.get("phone", [""])[-1], values.get("session", [""])[-1]
+        problems = [
+            f"{name} should not be empty" for name, value in (("phone", phone), ("session", session)) if not value
+        ]
+        if problems:
+            return _error(400, "Bad Request", problems)
+        if session != self._session:
+            return _error(422, "Unprocessable Entity", f'Session "{session}" does not exist')
+        fault = self._current_fault()
+        if mode == "error500" or fault == "error500":
+            return _error(500, "Internal Server Error", "Internal server error")
+        if fault == "slow":
+            self._stopping.wait(self._slow_seconds)
+        chat = f"{phone.lstrip('+')}@c.us"
+        if chat in unknown:
+            return _Reply(200, {"numberExists": False})
+        return _Reply(200, {"numberExists": True, "chatId": chat})
 
     def hidden_id(self, phone: str) -> str:
         """The @lid id this simulator shows for a phone number (stable), known to its lids API from now on."""
@@ -1025,7 +1165,7 @@ class WahaSimulator:
 
     def _route_sim(self, method: str, path: str, raw: bytes) -> _Reply:
         if method == "GET" and path == "/api/sim/messages":
-            return _Reply(200, {"messages": self.sent_messages()})
+            return _Reply(200, {"messages": self.sent_messages(), "calls": self.calls()})
         if method == "POST" and path == "/api/sim/clear":
             with self._lock:
                 cleared = len(self._sent)
@@ -1033,6 +1173,10 @@ class WahaSimulator:
             return _Reply(200, {"cleared": cleared})
         if method == "POST" and path == "/api/sim/fault":
             return self._sim_fault(raw)
+        if method == "POST" and path == "/api/sim/not-on-whatsapp":
+            return self._sim_not_on_whatsapp(raw)
+        if method == "POST" and path == "/api/sim/check-exists":
+            return self._sim_check_exists(raw)
         if method == "POST" and path == "/api/sim/repeated-ids":
             return self._sim_repeated_ids(raw)
         if method == "POST" and path == "/api/sim/inbound":
@@ -1092,6 +1236,34 @@ class WahaSimulator:
         except ValueError as exc:
             return _error(400, "Bad Request", [str(exc)])
         return _Reply(200, result)
+
+    def _sim_not_on_whatsapp(self, raw: bytes) -> _Reply:
+        """{"phones": ["0812...", "+44..."]}: the numbers check-exists says are not on WhatsApp (replaces the list)."""
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        phones = body.get("phones") if isinstance(body, dict) else None
+        if not isinstance(phones, list) or not all(isinstance(phone, str) for phone in phones):
+            return _error(400, "Bad Request", ["phones must be a list of phone numbers"])
+        try:
+            self.set_not_on_whatsapp(phones)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        with self._lock:
+            listed = sorted(mask(chat) for chat in self._not_on_whatsapp)
+        return _Reply(200, {"not_on_whatsapp": listed})
+
+    def _sim_check_exists(self, raw: bytes) -> _Reply:
+        try:
+            body = _parse_json(raw)
+        except ValueError as exc:
+            return _error(400, "Bad Request", [str(exc)])
+        mode = body.get("mode") if isinstance(body, dict) else None
+        if mode not in CHECK_EXISTS_MODES:
+            return _error(400, "Bad Request", [f"mode must be one of {', '.join(CHECK_EXISTS_MODES)}"])
+        self.set_check_exists(mode)
+        return _Reply(200, {"mode": mode})
 
     def _sim_fault(self, raw: bytes) -> _Reply:
         try:

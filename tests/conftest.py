@@ -23,6 +23,11 @@ for name, value in {
     "WAHA_SESSION": "default",
     "WAHA_API_PATH": "/api/sendText",
     "OUTBOUND_MAX_RECEIVE_COUNT": "5",
+    # No typing pauses or send slots unless a test opts in (tests/unit/test_pacing.py): the suite stays fast, and
+    # the local stacks that tests start take these through to the sender too.
+    "TYPING_SECONDS_MAX": "0",
+    "MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT": "0",
+    "MAX_MESSAGES_PER_MINUTE": "0",
 }.items():
     os.environ[name] = value
 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -46,6 +51,7 @@ def forget_cached_clients() -> None:
     aws_clients.reset()
     config.settings.cache_clear()
     config.conversation_settings.cache_clear()
+    config.pacing_settings.cache_clear()
     waha.client.cache_clear()
 
 
@@ -61,6 +67,8 @@ def waha_sim(waha_server: WahaSimulator, monkeypatch: pytest.MonkeyPatch) -> Ite
     waha_server.clear()
     waha_server.set_fault("ok")
     waha_server.fail_ratio(0)
+    waha_server.set_not_on_whatsapp(())
+    waha_server.set_check_exists("answer")
     monkeypatch.setenv("WAHA_HOST", waha_server.url)
     yield waha_server
     waha_server.set_fault("ok")
@@ -74,6 +82,7 @@ def aws(waha_sim: WahaSimulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lo
         resources = create_resources()
         monkeypatch.setenv("TABLE_NAME", resources.table_name)
         monkeypatch.setenv("OUTBOUND_QUEUE_URL", resources.outbound_queue_url)
+        monkeypatch.setenv("OUTBOUND_DEAD_LETTER_QUEUE_URL", resources.dead_letter_queue_url)
         monkeypatch.setenv("MEDIA_QUEUE_URL", resources.queue_urls["MediaQueue"])
         monkeypatch.setenv("MEDIA_BUCKET", resources.bucket_names["MediaBucket"])
         forget_cached_clients()

@@ -10,18 +10,28 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from concierge import pacing
 from concierge.delivery import Batch
 
 logger = Logger()
 metrics = Metrics()
 # A batch that fails whole is still answered record by record, so each record keeps its own retry delay.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Outcomes that neither sent a message nor skipped one that needed no sending, by their own metric
+# ("dead_lettered": the last attempt failed and the message was moved to the dead-letter queue by the sender).
+OUTCOME_METRICS = {
+    "deferred": "MessagesDeferred",
+    "not_on_whatsapp": "MessagesNotOnWhatsApp",
+    "dead_lettered": "MessagesNotSent",
+}
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    batch = Batch(event.get("Records", []), context.get_remaining_time_in_millis)
+    # Oldest message first: send slots are taken in the order the messages were written.
+    records = pacing.ordered(event.get("Records", []))
+    batch = Batch(records, context.get_remaining_time_in_millis)
 
     def deliver(record: SQSRecord) -> str:
         try:
@@ -31,7 +41,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             raise
         # "confirmed": an earlier send whose answer was lost, found in WAHA; it became SENT now as well.
         became_sent = outcome in ("sent", "confirmed")
-        metrics.add_metric(name="MessagesSent" if became_sent else "MessagesSkipped", unit=MetricUnit.Count, value=1)
+        name = "MessagesSent" if became_sent else OUTCOME_METRICS.get(outcome, "MessagesSkipped")
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         return outcome
 
-    return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
+    return process_partial_response(
+        event={**event, "Records": records}, record_handler=deliver, processor=processor, context=context
+    )

@@ -396,13 +396,15 @@ def poller_for(handler: Callable[..., Any], queues: Queues, **options: Any) -> Q
 
 
 def test_sqs_event_source_comes_from_the_template() -> None:
-    """The SQS trigger of template.yaml: SendWhatsappFunction on OutboundQueue, batches of 10, partial failures."""
-    (source,) = sqs_event_sources(functions())
+    """The SQS triggers of template.yaml: SendWhatsappFunction on OutboundQueue, batches of 10, and
+    FetchMediaFunction on MediaQueue, batches of 5; both with partial failures."""
+    sources = {source.function_id: source for source in sqs_event_sources(functions())}
 
-    assert source.function_id == "SendWhatsappFunction"
-    assert source.queue_logical_id == "OutboundQueue"
-    assert source.batch_size == 10
-    assert source.report_batch_item_failures is True
+    assert set(sources) == {"SendWhatsappFunction", "FetchMediaFunction"}
+    sender, copier = sources["SendWhatsappFunction"], sources["FetchMediaFunction"]
+    assert (sender.queue_logical_id, sender.batch_size) == ("OutboundQueue", 10)
+    assert (copier.queue_logical_id, copier.batch_size) == ("MediaQueue", 5)
+    assert sender.report_batch_item_failures is copier.report_batch_item_failures is True
 
 
 def test_record_has_the_lambda_sqs_event_shape(queues: Queues) -> None:

@@ -10,6 +10,7 @@ simulator's acks (off, so that sent messages stay SENT for the other tests).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -569,3 +570,31 @@ def test_checkout_sends_the_farewell_and_a_later_message_finds_no_active_session
     assert after_status == 200 and after["outcome"] == "no_active_session", after
     assert [m["role"] for m in running.conversation(registration["user_id"])] == ["System", "System"]
     assert registration["session_id"] not in [entry["session_id"] for entry in running.sessions("open")]
+
+
+def test_a_guests_photo_is_copied_and_its_link_in_the_history_serves_it(running: RunningStack) -> None:
+    """A photo through WAHA: the webhook stores its caption, the media queue's consumer copies WAHA's file into the
+    bucket (moto's S3), the auto-reply still goes out, and the history's link opens our copy over HTTP."""
+    # GIVEN a registered guest
+    guest, registration = registered(running)
+    photo = b"\xff\xd8\xff\xe0 the view from room 101 \xff\xd9"
+
+    # WHEN they send a photo with a caption (the simulator keeps it at /api/files/ behind its key)
+    media = {"mimetype": "image/jpeg", "filename": "view.jpg", "data": base64.b64encode(photo).decode()}
+    status, body = running._json(
+        "POST", f"{running.waha_url}/api/sim/inbound", {"phone": guest["phone_number"], "text": "Look", "media": media}
+    )
+
+    # THEN the photo is stored with its link, which serves the very bytes, and the auto-reply reached WhatsApp
+    assert status == 200 and body["delivered"] is True, body
+
+    def copied() -> dict[str, Any] | None:
+        line = by_role(running.conversation(registration["user_id"]), "User")
+        return line[0] if line and "url" in line[0].get("media", {}) else None
+
+    line = eventually(copied, "the photo's link in the history")
+    assert (line["text"], line["media"]["mimetype"], line["media"]["filename"]) == ("Look", "image/jpeg", "view.jpg")
+    assert line["media"]["size"] == len(photo)
+    fetched = running.http.request("GET", line["media"]["url"])
+    assert (fetched.status, fetched.data) == (200, photo)
+    assert eventually(lambda: auto_reply() in running.sent_to(chat_of(guest)), "the auto-reply at WAHA")

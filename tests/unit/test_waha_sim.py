@@ -485,7 +485,7 @@ def test_unknown_routes_answer_404_json(sim: WahaSimulator, http: urllib3.PoolMa
     # GIVEN / WHEN unknown routes are called
     responses = [
         http.request("GET", f"{sim.url}/api/sendText"),
-        http.request("POST", f"{sim.url}/api/sendImage", body=b"{}"),
+        http.request("POST", f"{sim.url}/api/sendVoice", body=b"{}"),
         http.request("GET", f"{sim.url}/api/sim/nothing"),
     ]
     # THEN each is a JSON 404

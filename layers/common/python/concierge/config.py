@@ -152,3 +152,38 @@ def conversation_settings() -> ConversationSettings:
         session_grace_hours=_whole_number("SESSION_GRACE_HOURS", 12, 0, 24 * 30),
         session_max_days=_whole_number("SESSION_MAX_DAYS", 30, 1, 365),
     )
+
+
+def _seconds(name: str, default: float, high: float) -> float:
+    """A non-negative number of seconds, decimals allowed (tests pace in fractions of a second)."""
+    raw = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not raw.isascii() or not 0 <= value <= high:
+        raise InvalidSetting(f"{name} must be a number of seconds from 0 to {high:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class PacingSettings:
+    """How the sender paces WhatsApp messages like a person (concierge.pacing); 0 turns each off."""
+
+    typing_seconds_max: float
+    min_seconds_between_messages_per_chat: float
+    max_messages_per_minute: int
+
+    @property
+    def paces(self) -> bool:
+        """Whether sends wait for a slot at all (either limit on)."""
+        return self.min_seconds_between_messages_per_chat > 0 or self.max_messages_per_minute > 0
+
+
+@cache
+def pacing_settings() -> PacingSettings:
+    return PacingSettings(
+        typing_seconds_max=_seconds("TYPING_SECONDS_MAX", 3, 5),
+        min_seconds_between_messages_per_chat=_seconds("MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT", 2, 3600),
+        max_messages_per_minute=_whole_number("MAX_MESSAGES_PER_MINUTE", 30, 0, 6000),
+    )

@@ -178,7 +178,13 @@ def _reply(kind: auto_replies.ReplyKind, text: str, inbound: store.StoredMessage
         created_at=reply_at,
         status=store.PENDING,
         chat_id=phone.chat_id(e164),
-        extra={"kind": kind.value, "in_reply_to": inbound.message_id, "language": inbound.extra["language"]},
+        extra={
+            "kind": kind.value,
+            "in_reply_to": inbound.message_id,
+            # The sender marks that message seen before replying (concierge.pacing), without reading its row.
+            "in_reply_to_waha_id": inbound.extra["waha_message_id"],
+            "language": inbound.extra["language"],
+        },
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from concierge import aws_clients, keys, outbox, store, waha
+from concierge import aws_clients, keys, outbox, pacing, store, waha
 from concierge.config import settings
 
 logger = Logger(child=True)
@@ -83,7 +83,9 @@ class Batch:
                 wanted.append(outbox.parse_body(record["body"]))
             except ValueError:
                 continue  # reported when its record is processed
-        self._messages = store.get_many(wanted) if wanted else {}
+        # The guests' profiles and the send schedule come in the same read (concierge.pacing).
+        self._messages = store.get_many(wanted + pacing.keys_to_read(wanted)) if wanted else {}
+        self._pacer = pacing.Pacer(self._messages, remaining_millis)
 
     def deliver(self, record: dict[str, Any]) -> str:
         """Sends one record's message; returns what happened, raises DeliveryFailed to retry it."""
@@ -91,7 +93,8 @@ class Batch:
             key = outbox.parse_body(record["body"])
         except ValueError as error:
             raise DeliveryFailed("queue record is not a message key") from error
-        receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        # Counting the receives of the records this one replaced while the message waited for its send slot.
+        receive_count = pacing.receive_count(record)
         message = self._messages.get((key["pk"], key["sk"]))
         if message is None:
             return self._missing(key, record, receive_count)
@@ -100,7 +103,10 @@ class Batch:
             return settled
 
         client = waha.client()
-        claim_millis = _claim_millis(client)
+        slot = self._pacer.prepare(client, key, message, record, receive_count, _claim_millis(client))
+        if isinstance(slot, str):
+            return slot  # not on WhatsApp, or queued again for its send slot
+        claim_millis = _claim_millis(client) + slot.lease_millis()
         if self._remaining_millis() < claim_millis:
             # Not enough time left to wait for WAHA: hand the record back untouched.
             raise DeliveryFailed("not enough time left in this invocation")
@@ -115,7 +121,7 @@ class Batch:
                 # A lease that ended between the write and this read: look again soon.
                 raise DeliveryFailed("the claim raced another sender") from lost
             return settled
-        return self._send(client, key, before, owner, record, receive_count)
+        return self._send(client, key, before, owner, record, receive_count, slot)
 
     def _settled(self, key: keys.Key, message: dict[str, Any], record: dict[str, Any]) -> str | None:
         """What to answer without sending (None: go on and claim it); raises DeliveryFailed to look again later."""
@@ -188,6 +194,7 @@ class Batch:
         owner: str,
         record: dict[str, Any],
         receive_count: int,
+        slot: pacing.Slot,
     ) -> str:
         message_id = before["message_id"]
         pre_generated = waha_message_id(message_id)
@@ -207,13 +214,15 @@ class Batch:
                     logger.info("WAHA already has this message; not sent again", extra={"message_id": message_id})
                     self._record_sent(key, owner, found, pre_generated, message_id)
                     return "confirmed"
+            slot.before_send(client, before["chat_id"])
             if before.get("media"):
                 waha_id = client.send_media(before["chat_id"], before["media"], before["text"])
             else:
                 waha_id = client.send_text(before["chat_id"], before["text"], pre_generated)
         except waha.WahaError as error:
             still_unknown = error.maybe_delivered or (unknown and not checked)
-            self._record_failure(key, owner, message_id, error.reason, still_unknown, receive_count, record)
+            if self._record_failure(key, owner, message_id, error.reason, still_unknown, receive_count, record):
+                return "dead_lettered"
             raise DeliveryFailed(error.reason) from error
         self._record_sent(key, owner, waha_id or pre_generated, pre_generated, message_id)
         return "sent"
@@ -249,7 +258,8 @@ class Batch:
         unknown: bool,
         receive_count: int,
         record: dict[str, Any],
-    ) -> None:
+    ) -> bool:
+        """Records the failure and delays the retry; True when the message went to the dead-letter queue here."""
         last_attempt = receive_count >= settings().outbound_max_receive_count
         status = store.FAILED if last_attempt else store.PENDING
         logger.warning(
@@ -275,8 +285,11 @@ class Batch:
             condition="claim_owner = :owner",
             names={"#status": "status"},
         )
+        if last_attempt and pacing.dead_letter(record, key):
+            return True
         # After the last attempt, visible again at once: SQS then moves it to the dead-letter queue.
         self._delay_retry(record, 0 if last_attempt else retry_delay_seconds(receive_count))
+        return False
 
     @staticmethod
     def _delay_retry(record: dict[str, Any], delay_seconds: int) -> None:

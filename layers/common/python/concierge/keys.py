@@ -108,3 +108,13 @@ def media_object(user_id: str, message_id: str) -> str:
     """The S3 key of our copy of a guest's photo or file: ids only, never the guest's number or file name, and
     one prefix per guest, so that erasing a guest can find their files without listing anyone else's."""
     return f"media/{user_id}/{message_id}"
+
+
+def send_pacing(waha_session: str) -> Key:
+    # One item per WhatsApp account (WAHA session): the send slots every sender reserves from (concierge.pacing).
+    return {"pk": f"WAHA_SESSION#{waha_session}", "sk": "PACING"}
+
+
+def user_id_of(partition: str) -> str:
+    """The user id in a `USER#<user_id>` partition key."""
+    return partition.removeprefix("USER#")

@@ -45,7 +45,8 @@ logger = Logger(child=True)
 PENDING = "pending"
 STORED = "stored"
 ERROR = "error"
-# WhatsApp's own limit for photos and videos; a larger document is not kept (its message says so).
+# One copy is held in memory and must fit the function's time: 16 MB is WhatsApp's limit for videos, above any
+# photo. A larger document is not kept (its message says so).
 MAX_BYTES = 16 * 1024 * 1024
 # How long a history link to our copy works.
 LINK_SECONDS = 15 * 60
@@ -167,6 +168,8 @@ class Batch:
         if media.get("state") != PENDING:
             return "done_before"
         if self._remaining_millis() < NEEDED_MILLIS:
+            # Back at once, to another invocation: the queue's own timeout would outlast WAHA's file.
+            _delay_retry(record, 0)
             raise CopyFailed("not enough time left in this invocation")
         return self._copy(media_key, row, media, record, last_receive)
 

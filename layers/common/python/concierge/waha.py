@@ -29,6 +29,11 @@ FILES_PATH = "/api/files/"
 _FILE_PATH = re.compile(r"^/api/files/(?!.*\.\.)[A-Za-z0-9@._~%+=/-]+$")
 SEND_IMAGE_PATH = "/api/sendImage"
 SEND_FILE_PATH = "/api/sendFile"
+# Acting like a person (concierge.pacing): read ticks, the typing indicator, and whether a number is on WhatsApp.
+SEND_SEEN_PATH = "/api/sendSeen"
+START_TYPING_PATH = "/api/startTyping"
+STOP_TYPING_PATH = "/api/stopTyping"
+CHECK_EXISTS_PATH = "/api/contacts/check-exists"
 
 
 class WahaError(Exception):
@@ -80,14 +85,16 @@ class WahaClient:
             headers["X-Api-Key"] = api_key
         return headers
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, timeout: urllib3.Timeout | None = None
+    ) -> tuple[int, Any]:
         try:
             response = self.pool.request(
                 method,
                 self.base_url + path,
                 body=json.dumps(body).encode() if body is not None else None,
                 headers=self._headers(),
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 retries=False,  # SQS redelivery is the retry, with backoff and a dead-letter queue
             )
         except urllib3.exceptions.ConnectTimeoutError as error:
@@ -214,6 +221,38 @@ class WahaClient:
             return None
         chat = payload.get("pn")
         return chat if isinstance(chat, str) else None
+
+    def number_exists(self, chat_id: str, timeout_seconds: float) -> bool | None:
+        """Whether the chat's number is on WhatsApp (GET /api/contacts/check-exists); None when WAHA cannot tell
+        (unreachable, an error, or an engine without the endpoint)."""
+        phone = chat_id.split("@", 1)[0]
+        query = urlencode({"phone": phone, "session": self.session})
+        try:
+            status, payload = self._request("GET", f"{CHECK_EXISTS_PATH}?{query}", timeout=_within(timeout_seconds))
+        except WahaError:
+            return None
+        exists = payload.get("numberExists") if isinstance(payload, dict) else None
+        return exists if status == 200 and isinstance(exists, bool) else None
+
+    def send_seen(self, chat_id: str, message_id: str, timeout_seconds: float) -> None:
+        """Marks a guest's message read (POST /api/sendSeen, its WAHA id). Raises WahaError when WAHA refuses."""
+        body = {"chatId": chat_id, "messageIds": [message_id], "session": self.session}
+        self._presence(SEND_SEEN_PATH, body, timeout_seconds)
+
+    def typing(self, chat_id: str, typing: bool, timeout_seconds: float) -> None:
+        """Shows or stops the typing indicator in a chat (POST /api/startTyping, /api/stopTyping)."""
+        body = {"chatId": chat_id, "session": self.session}
+        self._presence(START_TYPING_PATH if typing else STOP_TYPING_PATH, body, timeout_seconds)
+
+    def _presence(self, path: str, body: dict[str, Any], timeout_seconds: float) -> None:
+        status, _ = self._request("POST", path, body, timeout=_within(timeout_seconds))
+        if not 200 <= status < 300:
+            raise WahaError(f"WAHA answered {status}", status)
+
+
+def _within(seconds: float) -> urllib3.Timeout:
+    # One bound on the whole request, connecting included, never longer than an ordinary request may take.
+    return urllib3.Timeout(total=max(min(seconds, CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS), 0.01))
 
 
 def _is_media_with_caption(message: dict[str, Any], caption: str) -> bool:
