@@ -314,3 +314,16 @@ def test_a_copy_whose_guest_was_erased_meanwhile_is_deleted_from_the_bucket(conc
     listed = boto3.client("s3").list_objects_v2(Bucket=concierge.resources.bucket_names["MediaBucket"])
     assert erased == 204 and listed.get("KeyCount") == 0
     assert concierge.queue_depth("MediaQueue") == 0
+
+
+def test_the_list_of_conversations_says_a_photo_without_caption_is_a_photo(concierge: Concierge) -> None:
+    """With the bot quiet (handoff), the last message is the guest's photo: the preview names its type."""
+    guest = _guest(concierge)
+    concierge.staff_reply(guest["session_id"], "Please send a photo of the tap.")
+
+    concierge.webhook(concierge.media_message(""))
+    _, page = concierge.sessions()
+
+    (entry,) = page["sessions"]
+    assert entry["last_message"]["role"] == "User" and entry["last_message"]["text"] == ""
+    assert entry["last_message"]["media"].startswith("image/")

@@ -123,18 +123,8 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
     )
     reply = _reply(decision.reply, decision.text, inbound, e164) if decision.reply and decision.text else None
     inbound, reply = _queue(message, inbound, reply)
-    expires_at = int(now.timestamp()) + settings().webhook_event_ttl_days * 86400
     actions = [
-        store.put_new(
-            {
-                **marker_key,
-                "type": "WahaDelivery",
-                "event": message.event,
-                "user_id": user_id,
-                "received_at": inbound.created_at,
-                "expires_at": expires_at,
-            }
-        ),
+        store.put_new(_delivery_marker(message.event, user_id, marker_key, now)),
         store.put_new(inbound.item()),
         stays.activity(user_id, session_id, reply or inbound, guest_waiting_since=inbound.created_at),
     ]

@@ -33,11 +33,16 @@ def close_at(start: datetime, checkout_date: date | None) -> str:
 
 
 def preview(message: store.StoredMessage) -> dict[str, str]:
-    return {
+    """What the list of conversations shows of a message; a photo or file also says its type."""
+    shown = {
         "text": message.text[:LAST_MESSAGE_PREVIEW_CHARACTERS],
         "role": message.role,
         "created_at": message.created_at,
     }
+    media = message.extra.get("media")
+    if isinstance(media, dict) and media.get("mimetype"):
+        shown["media"] = str(media["mimetype"])
+    return shown
 
 
 def activity(
