@@ -103,7 +103,14 @@ def in_document_order(flows: dict[str, FlowCalls]) -> list[str]:
 
 def _calls(**operations: int) -> Counter[str]:
     """A documented call count, e.g. _calls(GetItem=1, SendMessage=1): DynamoDB unless the name says SQS or SSM."""
-    services = {"SendMessage": "SQS", "SendMessageBatch": "SQS", "GetQueueAttributes": "SQS", "GetParameter": "SSM"}
+    services = {
+        "SendMessage": "SQS",
+        "SendMessageBatch": "SQS",
+        "GetQueueAttributes": "SQS",
+        "GetParameter": "SSM",
+        "ListObjectsV2": "S3",
+        "DeleteObjects": "S3",
+    }
     return Counter({f"{services.get(name, 'DynamoDB')}.{name}": count for name, count in operations.items() if count})
 
 
@@ -364,7 +371,7 @@ def _inbound(flows: Flows, known: KnownGuest) -> None:
         "Health",
         lambda: stack.api(HEALTH, health_event()),
         "the served sessions' status items; the outbound and dead-letter queues",
-        _calls(BatchGetItem=1, GetQueueAttributes=2),
+        _calls(BatchGetItem=1, GetQueueAttributes=4),
     )
 
 
@@ -510,14 +517,14 @@ def _stays(flows: Flows) -> None:
         f"Erase a guest ({items} items)",
         lambda: stack.api(ERASE, erase_event(erased["user_id"]), expected=204),
         "the query pages through the partition (1 MB a page); one BatchWriteItem per 25 items",
-        _calls(GetItem=1, DeleteItem=1, Query=2, PutItem=1, BatchWriteItem=-(-items // 25)),
+        _calls(GetItem=1, DeleteItem=1, Query=2, PutItem=1, BatchWriteItem=-(-items // 25), ListObjectsV2=1),
     )
     flows.measure(
         "erase_again",
         "Erase, repeated",
         lambda: stack.api(ERASE, erase_event(erased["user_id"]), expected=204),
-        "only the tombstone is left",
-        _calls(GetItem=1, Query=1),
+        "only the tombstone is left (the guest's files are listed again, to finish an interrupted erasure)",
+        _calls(GetItem=1, Query=1, ListObjectsV2=1),
     )
 
 

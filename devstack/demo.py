@@ -9,10 +9,14 @@ a conversation as the hotel lives it.
    (`POST /api/v1/sessions/{session_id}/messages`), and the guest is waiting no more.
 5. The simulator's acks move the staff reply to READ in the history (skipped when its READ acks are off).
 6. The guest checks out (`POST /api/v1/guests/{user_id}/checkout`) and gets the farewell.
+7. A guest with a UK number registers without a `language`: +44 is not Indonesia's +62, so her welcome and the
+   auto-reply to her first line go out in English.
+8. She sends a photo (the simulator's `/api/sim/inbound` with `media`): FetchMediaFunction copies it from the
+   simulator's `/api/files/` into the media bucket, and the history shows its `media` with a presigned link,
+   which the demo fetches once. Then she checks out too.
 
-Then it prints the stored conversation and what the simulated WAHA sent. The check-out ends the stay, so a
-second run registers a new one. With WAHA_HOST set (a real WAHA, no simulator) only step 1 runs: a real guest
-has to write from their phone.
+Then it prints what the simulated WAHA sent. The check-outs end both stays, so a second run registers new ones.
+With WAHA_HOST set (a real WAHA, no simulator) only step 1 runs: a real guest has to write from their phone.
 
 The URLs and the API key are those of the running `make run`, which writes them to a state file
 (devstack/run_state.py); without one, they come from the same settings as `make run` (environment, then `.env`):
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import urllib3
 
@@ -48,6 +53,18 @@ STAFF_REPLY = {
     "text": "Good morning! Breakfast is served from 06:30 to 10:30, and a late check-out until 14:00 is fine.",
     "author": "Front desk",
 }
+# Step 7's guest: a UK number and no "language", so the copy is English (+62 alone means Indonesian).
+ENGLISH_GUEST = {
+    "full_name": "Emma Clarke",
+    "room_number": "305",
+    "checkin_date": "2025-11-22",
+    "email": "emma.clarke@example.com",
+    "phone_number": "+44 7911 123456",
+}
+ENGLISH_TEXT = "Hi, what time does the pool open?"
+# Step 8: a photo with a caption; without "data" the simulator sends its own small sample JPEG as the file.
+PHOTO = {"mimetype": "image/jpeg", "filename": "shower.jpg"}
+PHOTO_CAPTION = "The shower in my bathroom is leaking"
 # A message leaves PENDING when a sender claims it (SENDING) and is sent once WAHA takes it; ticks move it on.
 IN_FLIGHT = frozenset({"PENDING", "SENDING"})
 SENT_OR_LATER = frozenset({"SENT", "DELIVERED", "READ"})
@@ -106,6 +123,14 @@ class Client:
     def waha(self, method: str, path: str, body: Any = None) -> Answer:
         return self.request(method, self.waha_url + path, body)
 
+    def download(self, url: str) -> tuple[int, bytes, str]:
+        """A plain GET (a presigned link to our copy of a guest's file): status, body and content type."""
+        try:
+            response = self._http.request("GET", url)
+        except urllib3.exceptions.HTTPError as error:
+            raise DemoFailed(f"nothing answers at the file's link ({type(error).__name__})") from error
+        return response.status, response.data, response.headers.get("Content-Type", "")
+
     def conversation(self, user_id: str) -> list[dict[str, Any]]:
         """Every stored message of the guest, oldest first, following the history API's pages."""
         messages: list[dict[str, Any]] = []
@@ -144,10 +169,10 @@ def _welcome(messages: list[dict[str, Any]], session_id: str) -> dict[str, Any] 
     return next((m for m in messages if m["session_id"] == session_id and m["role"] == "System"), None)
 
 
-def _new_reply(messages: list[dict[str, Any]], seen: set[str]) -> dict[str, Any] | None:
+def _new_reply(messages: list[dict[str, Any]], seen: set[str], text: str = GUEST_TEXT) -> dict[str, Any] | None:
     # The auto-reply is stamped just after the message it answers, so it sorts right behind it.
     for index, message in enumerate(messages[:-1]):
-        if message["id"] not in seen and message["role"] == "User" and message["text"] == GUEST_TEXT:
+        if message["id"] not in seen and message["role"] == "User" and message["text"] == text:
             following = messages[index + 1]
             return following if following["role"] == "System" else None
     return None
@@ -351,15 +376,126 @@ def check_out(client: Client, registration: dict[str, Any], timeout: float) -> N
     print("   The stay is closed and the farewell went out; the bot answers this stay no more.")
 
 
+def english_guest(client: Client, timeout: float) -> dict[str, Any]:
+    """A guest from abroad: no language asked for, her number's country chooses English for every message."""
+    _step(
+        '7. A guest with a UK number registers, without "language" in the body: a number outside Indonesia (+62)'
+        '\n   gets English ("language": "en" or "id" would choose). She writes; the welcome and the auto-reply'
+        "\n   go out in English."
+    )
+    answer = client.api("POST", REGISTER_PATH, ENGLISH_GUEST)
+    language = answer.body.get("language") if isinstance(answer.body, dict) else None
+    print(
+        f"   POST {client.api_url}{REGISTER_PATH} ({ENGLISH_GUEST['phone_number']}) -> HTTP {answer.status}, "
+        f"language {language!r}"
+    )
+    if answer.status != 201 or language != "en":
+        raise DemoFailed(f"registration answered {answer.status} with language {language!r}, expected 201 and 'en'")
+    registration: dict[str, Any] = answer.body
+    user_id, session_id = registration["user_id"], registration["session_id"]
+    # Her earlier stays (an earlier run) have their own messages; only this stay's count.
+    seen = {message["id"] for message in client.conversation(user_id)}
+    inbound = {"phone": ENGLISH_GUEST["phone_number"], "text": ENGLISH_TEXT}
+    delivered = client.waha("POST", "/api/sim/inbound", inbound)
+    print(f"   POST {client.waha_url}/api/sim/inbound {ENGLISH_TEXT!r} -> HTTP {delivered.status}")
+    if delivered.status != 200 or not delivered.body.get("delivered"):
+        raise DemoFailed("the simulator could not deliver the webhook to the API")
+
+    def both_sent() -> list[dict[str, Any]] | None:
+        messages = client.conversation(user_id)
+        welcome, reply = _welcome(messages, session_id), _new_reply(messages, seen, ENGLISH_TEXT)
+        if welcome and reply and welcome["status"] in SENT_OR_LATER and reply["status"] in SENT_OR_LATER:
+            return [welcome, reply]
+        return None
+
+    if not _wait_for(lambda: both_sent() is not None, timeout):
+        raise DemoFailed(f"her welcome and auto-reply were not both sent within {timeout:.0f} s")
+    for message in both_sent() or []:
+        print(f"   {message['role']} {message['status']}, language {message.get('language')!r}:")
+        print(_indented(message["text"], "       "))
+        if message.get("language") != "en":
+            raise DemoFailed(f"a message to her was stored in {message.get('language')!r}, expected 'en'")
+    return registration
+
+
+def _link(url: str) -> str:
+    """A presigned link, shortened for the screen: where it points and how long it works."""
+    base, _, query = url.partition("?")
+    expires = parse_qs(query).get("X-Amz-Expires", ["?"])[0]
+    return f"{base}?X-Amz-... (presigned, valid {expires} s)"
+
+
+def photo_from_guest(client: Client, registration: dict[str, Any], timeout: float) -> None:
+    """A guest's photo: the simulator serves it as WAHA would, the stack copies it and links to its copy."""
+    _step(
+        "8. She sends a photo. The simulator keeps it as WAHA does (behind its X-Api-Key, for"
+        "\n   WHATSAPP_FILES_LIFETIME); FetchMediaFunction copies it into the media bucket at once, off the webhook's"
+        "\n   path, and the history links to our copy."
+    )
+    inbound = {"phone": ENGLISH_GUEST["phone_number"], "text": PHOTO_CAPTION, "media": PHOTO}
+    answer = client.waha("POST", "/api/sim/inbound", inbound)
+    print(f"   POST {client.waha_url}/api/sim/inbound")
+    print(_indented(_json(inbound), "     "))
+    print(f"   -> HTTP {answer.status}")
+    if answer.status != 200 or not answer.body.get("delivered"):
+        raise DemoFailed("the simulator could not deliver the photo's webhook to the API")
+    user_id = registration["user_id"]
+
+    def settled() -> dict[str, Any] | None:
+        photos = [m for m in client.conversation(user_id) if m["text"] == PHOTO_CAPTION and m.get("media")]
+        media = photos[-1]["media"] if photos else {}
+        return media if media.get("url") or media.get("error") else None
+
+    if not _wait_for(lambda: settled() is not None, timeout):
+        raise DemoFailed(f"the photo was not copied within {timeout:.0f} s")
+    media = settled() or {}
+    if media.get("error"):
+        raise DemoFailed(f"the photo was not copied: {media['error']}")
+    print(f"   GET {HISTORY_PATH.format(user_id=user_id)}: the photo's message has")
+    print(f"     media: mimetype {media['mimetype']}, filename {media['filename']}, size {media['size']} bytes")
+    print(f"     url: {_link(media['url'])}")
+    status, content, content_type = client.download(media["url"])
+    print(f"   GET <url> -> HTTP {status}, {len(content)} bytes ({content_type})")
+    if status != 200 or len(content) != media["size"]:
+        raise DemoFailed(
+            f"the photo's link answered {status} with {len(content)} bytes, expected 200 and {media['size']}"
+        )
+
+
+def leaves(client: Client, registration: dict[str, Any], timeout: float) -> None:
+    """The English-speaking guest checks out too, so that a rerun registers a new stay (the bot answers her again)."""
+    user_id = registration["user_id"]
+    before = {message["id"] for message in client.conversation(user_id)}
+    answer = client.api("POST", CHECKOUT_PATH.format(user_id=user_id))
+    if answer.status != 200:
+        raise DemoFailed(f"her check-out answered {answer.status}, expected 200")
+
+    def farewell() -> dict[str, Any] | None:
+        new = [m for m in client.conversation(user_id) if m["id"] not in before and m["role"] == "System"]
+        return new[0] if new and new[0]["status"] in SENT_OR_LATER else None
+
+    if not _wait_for(lambda: farewell() is not None, timeout):
+        raise DemoFailed(f"her farewell was not sent within {timeout:.0f} s")
+    first_line = ((farewell() or {}).get("text", "").splitlines() or [""])[0]
+    print(f"   She checks out (HTTP 200); her farewell went out in English: {first_line!r}")
+
+
 def conversation_story(client: Client, registration: dict[str, Any], seen: set[str], timeout: float) -> None:
     three_lines(client, registration, seen)
     staff_message = front_desk(client, registration, timeout)
     read_tick(client, registration, staff_message, timeout)
     check_out(client, registration, timeout)
-    _step("What the history holds now (every stay of the guest), and what WhatsApp received:")
+    _step("What the history holds now (every stay of the guest):")
     print_conversation(client, registration["user_id"])
+    english = english_guest(client, timeout)
+    photo_from_guest(client, english, timeout)
+    leaves(client, english, timeout)
+    print("\n" + "-" * 100)
     print_simulator(client)
-    print("\nThe conversation went as the hotel expects: one reply to three lines, a staff answer read, a check-out.")
+    print(
+        "\nThe conversation went as the hotel expects: one reply to three lines, a staff answer read, a check-out;"
+        "\nan English-speaking guest answered in English, and her photo kept and linked in the history."
+    )
 
 
 def without_simulator(client: Client, registration: dict[str, Any], timeout: float) -> None:

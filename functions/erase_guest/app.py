@@ -1,4 +1,5 @@
-"""DELETE /api/v1/guests/{user_id}: erases a guest's data (profile, phone lookup, stays, messages).
+"""DELETE /api/v1/guests/{user_id}: erases a guest's data (profile, phone lookup, stays, messages, and their
+photos and files in the media bucket).
 
 204 when the guest is erased, now or by an earlier request (a tombstone with counts only remembers it);
 404 for an id no guest ever had, or one that is not a user id at all, as the history route answers.

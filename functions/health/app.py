@@ -1,4 +1,5 @@
-"""GET /api/v1/health: each WAHA session's last status and the outbound and dead-letter queues' depths."""
+"""GET /api/v1/health: each WAHA session's last status and the depths of the outbound and media queues and of
+their dead-letter queues."""
 
 from __future__ import annotations
 

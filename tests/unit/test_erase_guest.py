@@ -14,6 +14,9 @@ import pytest
 
 from bench.calls import count_calls
 from concierge import aws_clients, keys, store
+from concierge.config import MissingSetting
+from devstack.template import functions, load_template
+from tests.conftest import forget_cached_clients
 from tests.driver import GUEST, GUEST_CHAT_ID, Concierge, waha_message
 
 SECRET_TEXT = "my card ends 4242"
@@ -288,7 +291,8 @@ def test_the_chat_of_an_erased_guest_is_unknown_to_the_webhook(concierge: Concie
 
 
 def test_an_erasure_costs_a_read_a_release_two_queries_a_tombstone_and_a_batch_per_25(concierge: Concierge) -> None:
-    """The budget of docs/architecture.md: a guest with 5 items is erased in 6 calls; the repeat in 2."""
+    """The budget of docs/architecture.md: a guest with 5 items and no files is erased in 7 calls (one listing of
+    their files); the repeat in 3."""
     _, guest = concierge.register()
     concierge.webhook(waha_message(text=SECRET_TEXT))
 
@@ -302,6 +306,129 @@ def test_an_erasure_costs_a_read_a_release_two_queries_a_tombstone_and_a_batch_p
             "DynamoDB.Query": 2,
             "DynamoDB.PutItem": 1,
             "DynamoDB.BatchWriteItem": 1,
+            "S3.ListObjectsV2": 1,
         }
     )
-    assert repeat == Counter({"DynamoDB.GetItem": 1, "DynamoDB.Query": 1})
+    assert repeat == Counter({"DynamoDB.GetItem": 1, "DynamoDB.Query": 1, "S3.ListObjectsV2": 1})
+
+
+# --- the guest's photos and files in the media bucket -------------------------------------------------------
+
+OTHER_GUEST = {
+    "full_name": "Other Guest",
+    "email": "other@example.com",
+    "phone_number": "081299990000",
+    "room_number": "202",
+}
+OTHER_CHAT_ID = "6281299990000@c.us"
+
+
+def _bucket(concierge: Concierge) -> str:
+    return concierge.resources.bucket_names["MediaBucket"]
+
+
+def _objects(concierge: Concierge, prefix: str = "media/") -> list[str]:
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=_bucket(concierge), Prefix=prefix)
+    return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+
+
+def _guest_with_a_photo(concierge: Concierge, chat_id: str = GUEST_CHAT_ID, **registration: str) -> dict[str, Any]:
+    """A registered guest whose photo the copy job has put in the media bucket."""
+    _, guest = concierge.register(**registration)
+    concierge.webhook(concierge.media_message("The broken tap", **{"from": chat_id}))
+    concierge.copy_media()
+    return guest
+
+
+def test_erasing_a_guest_deletes_their_photos_and_files_and_no_one_elses(concierge: Concierge) -> None:
+    """The guest's copied photos go with them; another guest's photo stays, and their history still links to it."""
+    guest = _guest_with_a_photo(concierge)
+    concierge.webhook(concierge.media_message("And the shower"))
+    other = _guest_with_a_photo(concierge, OTHER_CHAT_ID, **OTHER_GUEST)
+    assert len(_objects(concierge, keys.media_prefix(guest["user_id"]))) == 2
+    (kept,) = _objects(concierge, keys.media_prefix(other["user_id"]))
+
+    status, _ = concierge.erase(guest["user_id"])
+
+    assert status == 204
+    assert _objects(concierge) == [kept]
+    (photo,) = [message["media"] for message in concierge.conversation(other["user_id"]) if message.get("media")]
+    assert concierge.media_object(kept) and photo["size"] == len(concierge.media_object(kept))
+
+
+class _KeptFiles:
+    """S3 refusing every key of a DeleteObjects (it answers 200 with an error per key), `times` times."""
+
+    def __init__(self, times: int) -> None:
+        self.times = times
+        self.calls = 0
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        self.calls += 1
+        if self.calls > self.times:
+            return None
+        return SimpleNamespace(status_code=200, headers={}), {
+            "Errors": [{"Key": "media/x", "Code": "InternalError", "Message": "We encountered an internal error."}]
+        }
+
+
+def test_files_s3_would_not_delete_are_503_and_a_repeat_deletes_them(concierge: Concierge) -> None:
+    """S3 keeping the files: 503 erasure_incomplete after the table is erased; the repeat (the table holding only
+    the tombstone) still clears the guest's prefix, and answers 204."""
+    guest = _guest_with_a_photo(concierge)
+    aws_clients.s3().meta.events.register("before-call.s3.DeleteObjects", _KeptFiles(times=1))
+
+    status, body = concierge.erase(guest["user_id"])
+    assert status == 503 and body["error"] == "erasure_incomplete"
+    assert [item["type"] for item in _items_of_user(concierge, guest["user_id"])] == ["Erasure"]
+    assert len(_objects(concierge)) == 1
+
+    status, _ = concierge.erase(guest["user_id"])
+
+    assert status == 204 and _objects(concierge) == []
+
+
+def test_more_files_than_one_listing_holds_are_all_deleted(concierge: Concierge) -> None:
+    """1,001 objects under the guest's prefix: two pages listed, two DeleteObjects, nothing left; a neighbour's
+    prefix that shares the guest's id as its start is not theirs and stays."""
+    _, guest = concierge.register()
+    s3 = boto3.client("s3")
+    prefix = keys.media_prefix(guest["user_id"])
+    for index in range(1001):
+        s3.put_object(Bucket=_bucket(concierge), Key=f"{prefix}{index:04d}", Body=b"x")
+    neighbour = f"media/{guest['user_id']}0/photo"
+    s3.put_object(Bucket=_bucket(concierge), Key=neighbour, Body=b"y")
+
+    calls = count_calls(lambda: concierge.erase(guest["user_id"]))
+
+    assert _objects(concierge) == [neighbour]
+    assert (calls["S3.ListObjectsV2"], calls["S3.DeleteObjects"]) == (2, 2)
+
+
+def test_without_the_bucket_setting_an_erasure_deletes_nothing(
+    concierge: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MEDIA_BUCKET unset is a deployment mistake: refused before anything is deleted (not a half erasure)."""
+    guest = _guest_with_a_photo(concierge)
+    before = concierge.items()
+    monkeypatch.delenv("MEDIA_BUCKET")
+    forget_cached_clients()
+
+    with pytest.raises(MissingSetting):
+        concierge.erase(guest["user_id"])
+
+    assert concierge.items() == before and len(_objects(concierge)) == 1
+
+
+def test_the_erase_function_may_list_and_delete_guests_files_and_nothing_more() -> None:
+    """Least privilege: ListBucket limited to the media/ prefix, DeleteObject on media/* objects; no read or write."""
+    spec = functions()["EraseGuestFunction"]
+    statements = load_template()["Resources"]["EraseGuestFunction"]["Properties"]["Policies"][0]["Statement"]
+    s3 = [statement for statement in statements if any(a.startswith("s3:") for a in statement["Action"])]
+
+    assert spec.environment["MEDIA_BUCKET"] == {"Ref": "MediaBucket"}
+    assert [(statement["Action"], statement["Resource"]) for statement in s3] == [
+        (["s3:ListBucket"], {"Fn::GetAtt": ["MediaBucket", "Arn"]}),
+        (["s3:DeleteObject"], {"Fn::Sub": "${MediaBucket.Arn}/media/*"}),
+    ]
+    assert s3[0]["Condition"] == {"StringLike": {"s3:prefix": ["media/*"]}}

@@ -20,8 +20,9 @@ MINUTE_MS = 60_000
 
 @pytest.fixture
 def concierge_health(concierge: Concierge, aws: LocalResources, monkeypatch: pytest.MonkeyPatch) -> Concierge:
-    """The system with the health function's own variable set, as the template sets it."""
+    """The system with the health function's own variables set, as the template sets them."""
     monkeypatch.setenv("OUTBOUND_DEAD_LETTER_QUEUE_URL", aws.dead_letter_queue_url)
+    monkeypatch.setenv("MEDIA_DEAD_LETTER_QUEUE_URL", aws.queue_urls["MediaDeadLetterQueue"])
     forget_cached_clients()
     return concierge
 
@@ -150,6 +151,8 @@ def test_health_shows_queue_depths_and_is_degraded_until_every_session_works(con
     assert before["queues"] == {
         "outbound": {"waiting": 1, "in_flight": 0, "delayed": 0},
         "dead_letter": {"waiting": 0, "in_flight": 0, "delayed": 0},
+        "media": {"waiting": 0, "in_flight": 0, "delayed": 0},
+        "media_dead_letter": {"waiting": 0, "in_flight": 0, "delayed": 0},
     }
     assert after["status"] == "ok"
 
@@ -165,6 +168,55 @@ def test_dead_lettered_messages_make_health_degraded(concierge_health: Concierge
     assert body["status"] == "degraded"
 
 
+def test_a_guests_photo_waiting_for_its_copy_shows_in_the_media_queue(concierge_health: Concierge) -> None:
+    """The webhook queues a copy job for a guest's photo: health counts it in `media` (still `ok`); once the copy
+    job has run, the queue is empty again."""
+    concierge_health.register()
+    concierge_health.deliver_queued()
+    concierge_health.webhook(waha_session_status("WORKING"))
+    concierge_health.webhook(concierge_health.media_message("The broken tap"))
+
+    _, queued = concierge_health.health()
+    concierge_health.copy_media()
+    _, copied = concierge_health.health()
+
+    assert queued["queues"]["media"]["waiting"] == 1 and queued["status"] == "ok"
+    assert copied["queues"]["media"] == {"waiting": 0, "in_flight": 0, "delayed": 0}
+
+
+def test_dead_lettered_copy_jobs_make_health_degraded(concierge_health: Concierge, aws: LocalResources) -> None:
+    """A copy job in the media dead-letter queue (it may hold the bot's reply) is counted, and the answer says
+    `degraded` though every session works and the outbound dead-letter queue is empty."""
+    concierge_health.webhook(waha_session_status("WORKING"))
+    concierge_health.sqs.send_message(
+        QueueUrl=aws.queue_urls["MediaDeadLetterQueue"], MessageBody='{"media": {"pk": "x", "sk": "y"}}'
+    )
+
+    _, body = concierge_health.health()
+
+    assert body["queues"]["media_dead_letter"]["waiting"] == 1
+    assert body["queues"]["dead_letter"]["waiting"] == 0
+    assert body["status"] == "degraded"
+
+
+def test_health_reads_the_queues_the_template_gives_it() -> None:
+    """The deployed function gets the media queues' URLs and may read those four queues' attributes, no more."""
+    from devstack.template import functions, load_template
+
+    environment = functions()["HealthFunction"].environment
+    statements = load_template()["Resources"]["HealthFunction"]["Properties"]["Policies"][0]["Statement"]
+    (sqs,) = [statement for statement in statements if statement["Action"] == ["sqs:GetQueueAttributes"]]
+
+    assert environment["MEDIA_QUEUE_URL"] == {"Ref": "MediaQueue"}
+    assert environment["MEDIA_DEAD_LETTER_QUEUE_URL"] == {"Ref": "MediaDeadLetterQueue"}
+    assert sorted(arn["Fn::GetAtt"][0] for arn in sqs["Resource"]) == [
+        "MediaDeadLetterQueue",
+        "MediaQueue",
+        "OutboundDeadLetterQueue",
+        "OutboundQueue",
+    ]
+
+
 def test_health_lists_every_served_session(concierge_health: Concierge, monkeypatch: pytest.MonkeyPatch) -> None:
     """WAHA_SESSION="default,lobby": both appear, each with its own last status."""
     monkeypatch.setenv("WAHA_SESSION", "default,lobby")
@@ -176,11 +228,11 @@ def test_health_lists_every_served_session(concierge_health: Concierge, monkeypa
     assert [(s["session"], s["status"]) for s in sessions] == [("default", None), ("lobby", "WORKING")]
 
 
-def test_health_costs_one_read_and_two_queue_lookups(concierge_health: Concierge) -> None:
-    """One BatchGetItem for the sessions' statuses, one GetQueueAttributes per queue."""
+def test_health_costs_one_read_and_four_queue_lookups(concierge_health: Concierge) -> None:
+    """One BatchGetItem for the sessions' statuses, one GetQueueAttributes per queue (outbound, media, their DLQs)."""
     calls = count_calls(concierge_health.health)
 
-    assert calls == Counter({"DynamoDB.BatchGetItem": 1, "SQS.GetQueueAttributes": 2})
+    assert calls == Counter({"DynamoDB.BatchGetItem": 1, "SQS.GetQueueAttributes": 4})
 
 
 def test_health_is_a_route_that_needs_the_api_key() -> None:

@@ -13,7 +13,14 @@
    the session to exist and be active, and every other write to the partition (the sender's outcome, the
    retention stamp) needs its own item to exist.
 
-An interrupted erasure is finished by the next request: the tombstone is kept, the rest is read again.
+5. The guest's photos and files are deleted from the media bucket: every object under their prefix
+   (`keys.media_prefix`), listed a thousand at a time and deleted in one DeleteObjects per page. This comes
+   after the table, so no copy can slip past it: a copy put before the listing is in it, and one put after it
+   finds its message row gone and deletes itself (concierge.media).
+
+An interrupted erasure is finished by the next request: the tombstone is kept, the rest is read again, and
+every request, a repeat included, clears the guest's prefix in the bucket (which also removes the files of a
+guest erased before files were erased).
 WAHA's dedupe markers (`WAHA#...`) stay until their TTL (docs/architecture.md says why).
 """
 
@@ -28,10 +35,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from concierge import aws_clients, keys, store
-from concierge.config import settings
+from concierge.config import MissingSetting, settings
 
 logger = Logger(child=True)
 
@@ -42,6 +49,10 @@ MAX_BATCH_ATTEMPTS = 6
 # Deleting, then reading again: a second round only for a message stored while the first one read.
 MAX_ROUNDS = 3
 ERASURE_TYPE = "Erasure"
+# S3's most keys per ListObjectsV2 page and per DeleteObjects call.
+S3_BATCH_LIMIT = 1000
+# How the answer counts the guest's files in the media bucket, next to the table's item types.
+FILE_TYPE = "File"
 
 
 class UnknownGuest(LookupError):
@@ -55,13 +66,18 @@ class ErasureIncomplete(RuntimeError):
 @dataclass(frozen=True)
 class Erasure:
     user_id: str
-    # Items removed by this request, by type (User, CheckIn, ChatSession, Message, ...).
+    # Items removed by this request, by type (User, CheckIn, ChatSession, Message, ...; File: the media bucket's).
     removed: dict[str, int]
     already_erased: bool
 
 
 def erase(user_id: str) -> Erasure:
-    """Removes every item of the guest's partition and their phone's lookup item; leaves the tombstone."""
+    """Removes every item of the guest's partition, their phone's lookup item and their files in the media
+    bucket; leaves the tombstone."""
+    bucket = settings().media_bucket
+    if not bucket:
+        # Checked before anything is deleted: an erasure that could not reach the files must not start.
+        raise MissingSetting("MEDIA_BUCKET must be set: an erasure removes the guest's files too")
     profile = store.get(keys.user(user_id), consistent=True)
     if profile is not None and profile.get("phone_e164"):
         _release_phone(profile["phone_e164"], user_id)
@@ -70,7 +86,9 @@ def erase(user_id: str) -> Erasure:
     if not remaining:
         if tombstone is None:
             raise UnknownGuest(user_id)
-        return Erasure(user_id=user_id, removed={}, already_erased=True)
+        # The table is done; the files may not be (an earlier request stopped between the two).
+        files = _delete_files(bucket, user_id)
+        return Erasure(user_id=user_id, removed={FILE_TYPE: files} if files else {}, already_erased=True)
     if tombstone is None:
         _write_tombstone(keys.erasure(user_id), _count(remaining))
 
@@ -88,6 +106,9 @@ def erase(user_id: str) -> Erasure:
             break
     else:
         raise ErasureIncomplete("items kept appearing in the guest's partition")
+    # After the table: see step 5 of the module's description.
+    if files := _delete_files(bucket, user_id):
+        removed[FILE_TYPE] = files
     logger.info("guest erased", extra={"user_id": user_id, "removed": dict(removed)})
     return Erasure(user_id=user_id, removed=dict(removed), already_erased=False)
 
@@ -171,3 +192,27 @@ def _delete_all(item_keys: list[keys.Key]) -> None:
             time.sleep(min(0.05 * 2**attempt, 1.0) + random.uniform(0, 0.05))  # noqa: S311 - jitter, not a secret
         else:
             raise ErasureIncomplete(f"{len(request.get(table, []))} deletes were left unprocessed")
+
+
+def _delete_files(bucket: str, user_id: str) -> int:
+    """Deletes every object under the guest's prefix, a page (up to 1,000 keys) at a time; returns how many.
+
+    What is deleted stays deleted: S3 failing part-way is ErasureIncomplete, and the next request lists again.
+    """
+    s3 = aws_clients.s3()
+    deleted = 0
+    listing: dict[str, Any] = {"Bucket": bucket, "Prefix": keys.media_prefix(user_id), "MaxKeys": S3_BATCH_LIMIT}
+    try:
+        while True:
+            page = s3.list_objects_v2(**listing)
+            objects = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
+            if objects:
+                answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+                if errors := answer.get("Errors"):
+                    raise ErasureIncomplete(f"S3 kept {len(errors)} of the guest's files ({errors[0].get('Code')})")
+                deleted += len(objects)
+            if not page.get("IsTruncated"):
+                return deleted
+            listing["ContinuationToken"] = page["NextContinuationToken"]
+    except (BotoCoreError, ClientError) as error:
+        raise ErasureIncomplete(f"the media bucket refused the deletion of the guest's files ({error})") from error

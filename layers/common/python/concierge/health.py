@@ -1,4 +1,5 @@
-"""What an operator checks first: is each WhatsApp account working, and are messages leaving or piling up."""
+"""What an operator checks first: is each WhatsApp account working, and are messages and guests' files leaving or
+piling up."""
 
 from __future__ import annotations
 
@@ -21,17 +22,25 @@ def _queue_depth(queue_url: str) -> dict[str, int]:
 
 
 def report() -> dict[str, Any]:
-    """Each WAHA session's last status and both queues' depths: one BatchGetItem and two GetQueueAttributes."""
+    """Each WAHA session's last status and the four queues' depths: one BatchGetItem and four GetQueueAttributes."""
     config = settings()
-    if not config.outbound_queue_url or not config.outbound_dead_letter_queue_url:
-        raise MissingSetting("OUTBOUND_QUEUE_URL and OUTBOUND_DEAD_LETTER_QUEUE_URL must both be set")
-    sessions = waha_sessions.latest(config.waha_sessions)
-    outbound = _queue_depth(config.outbound_queue_url)
-    dead_letter = _queue_depth(config.outbound_dead_letter_queue_url)
-    # Degraded: an account that cannot send (or never said it can), or messages that failed every retry.
-    healthy = all(session["status"] == waha_sessions.WORKING for session in sessions) and not any(dead_letter.values())
-    return {
-        "status": "ok" if healthy else "degraded",
-        "waha_sessions": sessions,
-        "queues": {"outbound": outbound, "dead_letter": dead_letter},
+    queue_urls = {
+        "outbound": config.outbound_queue_url,
+        "dead_letter": config.outbound_dead_letter_queue_url,
+        # Copy jobs of guests' files; a job in its dead-letter queue may hold the bot's reply to that message.
+        "media": config.media_queue_url,
+        "media_dead_letter": config.media_dead_letter_queue_url,
     }
+    if not all(queue_urls.values()):
+        raise MissingSetting(
+            "OUTBOUND_QUEUE_URL, OUTBOUND_DEAD_LETTER_QUEUE_URL, MEDIA_QUEUE_URL and MEDIA_DEAD_LETTER_QUEUE_URL"
+            " must all be set"
+        )
+    sessions = waha_sessions.latest(config.waha_sessions)
+    queues = {name: _queue_depth(url) for name, url in queue_urls.items()}
+    # Degraded: an account that cannot send (or never said it can), messages that failed every retry, or copy
+    # jobs that did.
+    healthy = all(session["status"] == waha_sessions.WORKING for session in sessions) and not any(
+        any(queues[name].values()) for name in ("dead_letter", "media_dead_letter")
+    )
+    return {"status": "ok" if healthy else "degraded", "waha_sessions": sessions, "queues": queues}
