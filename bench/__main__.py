@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, cost, flows, latency, report, sizes, throughput
+from bench import cold_start, cost, flows, latency, pacing, report, sizes, throughput
 from bench.harness import BenchStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +89,9 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         _progress(started, "throughput measured")
         results["cold_start"] = cold_start.measure(stack, known, arguments.cold_runs)
         _progress(started, "cold starts measured")
+        # Last: it makes moto's DynamoDB take one request at a time, as several senders need.
+        results["pacing"] = pacing.measure(stack, guests=10 if arguments.quick else 50)
+        _progress(started, "a burst of replies sent at the deployed pacing")
     results["sizes"] = sizes.measure()
     _progress(started, "package sizes measured")
     results["cost"] = cost.model(flow_calls, results["latency"])

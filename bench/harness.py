@@ -85,6 +85,11 @@ _FIXED_ENVIRONMENT = {
     # Every guest message of a series is answered, as in the cost model's stay (ten messages spread over days);
     # `conversation_setting` puts the template's 10 minutes back where a flow is about the cooldown.
     "AUTO_REPLY_COOLDOWN_MINUTES": "0",
+    # No typing pauses or send slots: the flows, latencies and throughput measure the code, not the waits that
+    # pace sends like a person (3 s of typing per message by default); bench/pacing.py measures those.
+    "TYPING_SECONDS_MAX": "0",
+    "MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT": "0",
+    "MAX_MESSAGES_PER_MINUTE": "0",
 }
 # The cooldown the template deploys with (AutoReplyCooldownMinutes' default).
 DEPLOYED_COOLDOWN_MINUTES = "10"

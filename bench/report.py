@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import pacing
 from devstack.template import functions
 
 COLD_INIT_BUDGET = 1.3
@@ -679,6 +680,7 @@ def render(results: dict[str, Any]) -> str:
         _cold_section(results),
         _sizes_section(results),
         _throughput_section(results),
+        pacing.section(results),
         _cost_section(results),
     ]
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"

@@ -86,10 +86,13 @@ def usage(stack: LocalStack) -> str:
     lines = [
         "Concierge is running locally.",
         f"  API base URL:   {api}",
+        f"  Staff console:  {api}/console/",
         f"  Webhook URL:    {stack.webhook_url}",
         f"  WAHA:           {stack.waha_url}" + (" (simulator)" if stack.simulator is not None else " (real WAHA)"),
         f"  AWS endpoint:   {stack.aws_endpoint}",
         f"  API key:        {config.api_key or '(none: key-protected routes answer 403)'}",
+        f"  Staff account:  {config.staff_email} / {config.staff_password}"
+        f" (user pool {stack.staff_pool.pool_id if stack.staff_pool else '-'})",
         "",
         "1. Register a guest (answers 201 with a user_id; the welcome goes out through WAHA):",
         f"  curl -X POST {api}{register} -H 'Content-Type: application/json' {key_header} "

@@ -3,15 +3,19 @@
 The event a handler receives is built by SAM CLI's own code (the one behind `sam local start-api`), so the
 handlers see here what they see there; on top of it this adds what `sam local` leaves out and the deployed
 API does: API keys on routes with `ApiKeyRequired`, a fresh request id per request, a body that is not UTF-8 text
-handed over base64-encoded, API Gateway's own answers shaped by the template's `GatewayResponses`, and (when
-asked) the throttling of the stage's `MethodSettings` and the usage plan.
+handed over base64-encoded, API Gateway's own answers shaped by the template's `GatewayResponses`, a route's
+Lambda REQUEST authorizer run before its function (with the API key it hands over when the API's key source is
+AUTHORIZER, and its context in the function's `requestContext.authorizer`), and (when asked) the throttling of
+the stage's `MethodSettings` and the usage plan.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hmac
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -33,7 +37,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from devstack import gateway_responses
 from devstack.functions import Handler, invoke
 from devstack.gateway_responses import GatewayResponses
-from devstack.lambda_context import LambdaContext
+from devstack.lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
 from devstack.template import FunctionSpec, functions, load_template
 from devstack.throttling import Throttles
 
@@ -63,6 +67,10 @@ class ApiRoute:
     binary_media_types: tuple[str, ...] = ()
     stage_variables: Mapping[str, str] | None = None
     api_id: str = _IMPLICIT_API_ID
+    # The logical id of the function behind the route's Lambda REQUEST authorizer, if it has one.
+    authorizer: str | None = None
+    # Where API Gateway takes the API key from: the x-api-key header, or the authorizer's usageIdentifierKey.
+    api_key_source: str = "HEADER"
 
     @property
     def flask_path(self) -> str:
@@ -76,6 +84,19 @@ def _api_id(event_properties: Mapping[str, Any]) -> str:
     if isinstance(rest_api_id, Mapping) and "Ref" in rest_api_id:
         return rest_api_id["Ref"]
     raise ValueError(f"RestApiId must be a Ref to an AWS::Serverless::Api, got {rest_api_id!r}")
+
+
+def _authorizer_function(api_auth: Mapping[str, Any], name: str) -> str:
+    config = api_auth.get("Authorizers", {}).get(name)
+    if config is None:
+        raise ValueError(f"authorizer {name} is not defined in the API's Auth.Authorizers")
+    if config.get("FunctionPayloadType") != "REQUEST":
+        raise ValueError(f"authorizer {name}: the local API runs REQUEST authorizers only")
+    arn = config["FunctionArn"]
+    target = arn.get("Fn::GetAtt") if isinstance(arn, Mapping) else None
+    if target is None:
+        raise ValueError(f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn")
+    return target[0] if isinstance(target, list) else str(target).split(".", 1)[0]
 
 
 def _methods(function_id: str, method: str) -> tuple[str, ...]:
@@ -99,6 +120,12 @@ def api_routes(template: Mapping[str, Any] | None = None) -> list[ApiRoute]:
             event_auth = properties.get("Auth", {})
             # An event's own ApiKeyRequired overrides its API's default, as in SAM's transform.
             key_required = event_auth.get("ApiKeyRequired", api_auth.get("ApiKeyRequired", False))
+            authorizer_name = event_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+            authorizer = (
+                _authorizer_function(api_auth, authorizer_name)
+                if authorizer_name and authorizer_name not in {"NONE", "AWS_IAM"}
+                else None
+            )
             routes.append(
                 ApiRoute(
                     function_id=spec.logical_id,
@@ -111,6 +138,8 @@ def api_routes(template: Mapping[str, Any] | None = None) -> list[ApiRoute]:
                     ),
                     stage_variables=api_properties.get("Variables"),
                     api_id=api_id,
+                    authorizer=authorizer,
+                    api_key_source=str(api_properties.get("ApiKeySourceType", "HEADER")),
                 )
             )
     return routes
@@ -167,8 +196,11 @@ class LocalApi:
         template: Mapping[str, Any] | None = None,
         *,
         throttling: bool = False,
+        usage_keys: tuple[str, ...] = (),
     ) -> None:
         self._handlers = handlers
+        # Further keys of the usage plan (the staff console's), which an authorizer may hand over.
+        self._usage_keys = usage_keys
         self._host = host
         self._requested_port = port
         self._api_key = api_key
@@ -315,14 +347,76 @@ class LocalApi:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _api_key_accepted(self) -> bool:
+    def _api_key_accepted(self, sent: str | None) -> bool:
         # With no key configured nothing can match, as with a deployed API whose usage plan has no keys.
-        if not self._api_key:
+        keys = [key for key in (self._api_key, *self._usage_keys) if key]
+        if sent is None:
             return False
-        sent = request.headers.get("x-api-key")
-        return sent is not None and hmac.compare_digest(sent.encode(), self._api_key.encode())
+        return any(hmac.compare_digest(sent.encode(), key.encode()) for key in keys)
 
-    def _build_event(self, route: ApiRoute) -> dict[str, Any]:
+    @staticmethod
+    def _method_arn(route: ApiRoute, event: Mapping[str, Any]) -> str:
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        return (
+            f"arn:aws:execute-api:{region}:{LOCAL_ACCOUNT_ID}:{route.api_id}/{route.stage_name}/"
+            f"{event['httpMethod']}{event['path']}"
+        )
+
+    def _authorize(self, route: ApiRoute, responses: GatewayResponses) -> Response | tuple[dict[str, Any], str | None]:
+        """Runs the route's REQUEST authorizer as API Gateway does: its refusal as the gateway's answer, or the
+        context for the function and the API key it handed over."""
+        assert route.authorizer is not None
+        handler = self._handlers.get(route.authorizer)
+        if handler is None:
+            LOG.error("No handler loaded for the authorizer %s", route.authorizer)
+            return self._gateway_answer(gateway_responses.AUTHORIZER_FAILURE, responses)
+        proxy = self._build_event(route)
+        method_arn = self._method_arn(route, proxy)
+        event = {
+            "type": "REQUEST",
+            "methodArn": method_arn,
+            **{
+                name: proxy.get(name)
+                for name in (
+                    "resource",
+                    "path",
+                    "httpMethod",
+                    "headers",
+                    "multiValueHeaders",
+                    "queryStringParameters",
+                    "multiValueQueryStringParameters",
+                    "pathParameters",
+                    "stageVariables",
+                    "requestContext",
+                )
+            },
+        }
+        try:
+            result = invoke(handler, event, self._context(route.authorizer))
+        except Exception as error:
+            # API Gateway's contract: exactly "Unauthorized" is a 401; anything else a failed authorizer (500).
+            if str(error) == "Unauthorized":
+                return self._gateway_answer(gateway_responses.UNAUTHORIZED, responses)
+            LOG.exception("The authorizer %s failed", route.authorizer)
+            return self._gateway_answer(gateway_responses.AUTHORIZER_FAILURE, responses)
+        statements = (result or {}).get("policyDocument", {}).get("Statement", [])
+
+        def matches(statement: Mapping[str, Any]) -> bool:
+            resources = statement.get("Resource", [])
+            resources = [resources] if isinstance(resources, str) else resources
+            return any(fnmatch.fnmatchcase(method_arn, pattern) for pattern in resources)
+
+        denied = any(s.get("Effect") == "Deny" and matches(s) for s in statements)
+        allowed = any(s.get("Effect") == "Allow" and matches(s) for s in statements)
+        if denied or not allowed:
+            return self._gateway_answer(gateway_responses.ACCESS_DENIED, responses)
+        context = {key: value for key, value in (result.get("context") or {}).items() if value is not None}
+        context["principalId"] = result.get("principalId")
+        return context, result.get("usageIdentifierKey")
+
+    def _build_event(
+        self, route: ApiRoute, api_key: str | None = None, authorizer: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         binary_media_types = list(route.binary_media_types)
         if not _is_utf8(request.get_data(cache=True)):
             # A Lambda event is JSON, which cannot carry bytes that are not text: API Gateway hands such a body
@@ -345,9 +439,11 @@ class LocalApi:
         context["extendedRequestId"] = context["requestId"]
         context["requestTimeEpoch"] = int(time.time() * 1000)
         context["requestTime"] = now.strftime("%d/%b/%Y:%H:%M:%S +0000")
-        if route.api_key_required:
+        if route.api_key_required and api_key is not None:
             # API Gateway tells the integration which key was used; sam local never sets it.
-            context["identity"]["apiKey"] = self._api_key
+            context["identity"]["apiKey"] = api_key
+        if authorizer is not None:
+            context["authorizer"] = dict(authorizer)
         return event
 
     def _context(self, function_id: str) -> LambdaContext:
@@ -362,18 +458,30 @@ class LocalApi:
         # Path parameters reach the event through request.view_args inside construct_v1_event.
         route = self._by_endpoint[(request.endpoint, request.method)]
         responses = self._responses[route.api_id]
-        if route.api_key_required and not self._api_key_accepted():
+        api_key = request.headers.get("x-api-key")
+        authorizer_context: dict[str, Any] | None = None
+        if route.api_key_required and route.api_key_source == "HEADER" and not self._api_key_accepted(api_key):
+            # A header key is checked before any authorizer runs.
             return self._gateway_answer(gateway_responses.INVALID_API_KEY, responses)
+        if route.authorizer is not None:
+            outcome = self._authorize(route, responses)
+            if isinstance(outcome, Response):
+                return outcome
+            authorizer_context, usage_key = outcome
+            if route.api_key_source == "AUTHORIZER":
+                api_key = usage_key
+                if route.api_key_required and not self._api_key_accepted(api_key):
+                    return self._gateway_answer(gateway_responses.INVALID_API_KEY, responses)
         throttles = self._throttles.get(route.api_id)
         if throttles is not None and not throttles.admit(
-            route.path, request.method, self._api_key if route.api_key_required else None
+            route.path, request.method, api_key if route.api_key_required else None
         ):
             return self._gateway_answer(gateway_responses.THROTTLED, responses)
         handler = self._handlers.get(route.function_id)
         if handler is None:
             LOG.error("No handler loaded for %s (%s %s)", route.function_id, request.method, route.path)
             return self._gateway_answer(gateway_responses.INTEGRATION_ERROR, responses)
-        event = self._build_event(route)
+        event = self._build_event(route, api_key if route.api_key_required else None, authorizer_context)
         try:
             result = invoke(handler, event, self._context(route.function_id))
         except Exception:

@@ -23,6 +23,10 @@ INVALID_API_KEY = "INVALID_API_KEY"
 MISSING_AUTHENTICATION_TOKEN = "MISSING_AUTHENTICATION_TOKEN"  # noqa: S105 (a response type, not a secret)
 THROTTLED = "THROTTLED"
 REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+# A Lambda authorizer that raised "Unauthorized", one whose policy does not allow the method, one that failed.
+UNAUTHORIZED = "UNAUTHORIZED"
+ACCESS_DENIED = "ACCESS_DENIED"
+AUTHORIZER_FAILURE = "AUTHORIZER_FAILURE"
 # A function that raised, timed out, returned a malformed proxy response or is not loaded: no type of its own.
 INTEGRATION_ERROR = "DEFAULT_5XX"
 BAD_REQUEST = "DEFAULT_4XX"
@@ -32,6 +36,9 @@ BUILT_IN: dict[str, tuple[int, str]] = {
     MISSING_AUTHENTICATION_TOKEN: (403, "Missing Authentication Token"),
     THROTTLED: (429, "Too Many Requests"),
     REQUEST_TOO_LARGE: (413, "Request Too Long"),
+    UNAUTHORIZED: (401, "Unauthorized"),
+    ACCESS_DENIED: (403, "User is not authorized to access this resource"),
+    AUTHORIZER_FAILURE: (500, "AuthorizerConfigurationException"),
     INTEGRATION_ERROR: (502, "Internal server error"),
     BAD_REQUEST: (400, "Bad Request"),
 }

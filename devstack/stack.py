@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import sys
 import time
@@ -33,6 +34,7 @@ from devstack.functions import (
 from devstack.lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
 from devstack.resources import LocalResources, create_resources
 from devstack.sender import QueuePoller, sqs_event_sources
+from devstack.staff_pool import DEFAULT_STAFF_EMAIL, DEFAULT_STAFF_PASSWORD, StaffPool, create_staff_pool
 from devstack.template import FunctionSpec, functions, load_template, parameter_default, resources_of_type
 
 LOG = logging.getLogger(__name__)
@@ -126,6 +128,11 @@ class StackConfig:
     waha_sim_ack_read_seconds: float | None = None
     # How long the simulator keeps a guest's file (WAHA's WHATSAPP_FILES_LIFETIME; 0 keeps them).
     waha_sim_files_lifetime_seconds: float = 180.0
+    # Numbers the simulator's check-exists says are not on WhatsApp (WAHA_SIM_NOT_ON_WHATSAPP, comma-separated).
+    waha_sim_not_on_whatsapp: tuple[str, ...] = ()
+    # The one staff account created in the local user pool (the console's sign-in).
+    staff_email: str = DEFAULT_STAFF_EMAIL
+    staff_password: str = DEFAULT_STAFF_PASSWORD
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
@@ -158,6 +165,11 @@ class StackConfig:
                 env, "WHATSAPP_FILES_LIFETIME", defaults.waha_sim_files_lifetime_seconds
             )
             or 0.0,
+            waha_sim_not_on_whatsapp=tuple(
+                phone.strip() for phone in (_env_str(env, "WAHA_SIM_NOT_ON_WHATSAPP") or "").split(",") if phone.strip()
+            ),
+            staff_email=_env_str(env, "STAFF_EMAIL") or defaults.staff_email,
+            staff_password=_env_str(env, "STAFF_PASSWORD") or defaults.staff_password,
         )
 
 
@@ -175,6 +187,8 @@ class TemplateEnvironment:
     region: str
     stack_name: str
     account_id: str = LOCAL_ACCOUNT_ID
+    # Physical ids of other local resources by logical id (the staff user pool and its app client).
+    local_ids: Mapping[str, str] = field(default_factory=dict)
     _resource_types: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -243,6 +257,11 @@ class TemplateEnvironment:
             return self.resources.queue_urls[name]
         if resource_type == "AWS::S3::Bucket":
             return self.resources.bucket_names[name]
+        if name in self.local_ids:
+            return self.local_ids[name]
+        if resource_type == "AWS::ApiGateway::ApiKey":
+            # Deployed, the authorizer reads the key's value by its id; locally the value is set directly.
+            raise _Unresolvable(f"the API key {name} is passed by value locally")
         raise ValueError(f"Ref {name} has no local value")
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
@@ -415,6 +434,9 @@ class LocalStack:
         self._moto: Any = None
         self._env = EnvironmentPatch()
         self._session: boto3.Session | None = None
+        self.staff_pool: StaffPool | None = None
+        # The staff console's usage-plan key: the authorizer hands it to the API for signed-in staff.
+        self.staff_usage_key = secrets.token_urlsafe(24)
 
     @property
     def api_key(self) -> str | None:
@@ -438,6 +460,11 @@ class LocalStack:
                 _wait_until_answers(f"{self.waha_url}/")
             self._set_function_environment()
             if self._injected_handlers is not None:
+                # The API's authorizers belong to API Gateway rather than to the functions a test replaces.
+                authorizers = {route.authorizer for route in self.api.routes if route.authorizer} - set(
+                    self._injected_handlers
+                )
+                self.handlers.update(load_handlers([self._specs[logical_id] for logical_id in sorted(authorizers)]))
                 self.handlers.update(self._injected_handlers)
             else:
                 self._layer_before = _forget_layer_modules()
@@ -521,6 +548,9 @@ class LocalStack:
         self._session = boto3.Session(region_name=config.aws_region)
         self.resources = create_resources(config.resource_prefix, self._session)
         self._apply_queue_overrides()
+        self.staff_pool = create_staff_pool(
+            self._session, self.aws_endpoint, config.staff_email, config.staff_password, config.resource_prefix
+        )
 
     def _consumed_queues(self) -> list[str]:
         return sorted({source.queue_logical_id for source in sqs_event_sources(self._specs)})
@@ -554,6 +584,7 @@ class LocalStack:
             self.config.api_key,
             self._template,
             throttling=self.config.api_throttling,
+            usage_keys=(self.staff_usage_key,),
         )
         self.api_url = self.api.bind()
         self.webhook_url = self.api_url + route_for(WEBHOOK_FUNCTION_ID, self._template).path
@@ -584,6 +615,7 @@ class LocalStack:
             ack_delivered_seconds=config.waha_sim_ack_delivered_seconds,
             ack_read_seconds=config.waha_sim_ack_read_seconds,
             files_lifetime_seconds=config.waha_sim_files_lifetime_seconds,
+            not_on_whatsapp=config.waha_sim_not_on_whatsapp,
         )
         self.waha_url = self.simulator.start().rstrip("/")
 
@@ -608,6 +640,7 @@ class LocalStack:
             },
             region=config.aws_region,
             stack_name=config.resource_prefix,
+            local_ids=self.staff_pool.local_ids() if self.staff_pool else {},
         )
         merged: dict[str, str] = {}
         for spec in self._specs.values():
@@ -620,6 +653,9 @@ class LocalStack:
         if config.redrive_max_receive_override is not None:
             merged[MAX_RECEIVE_COUNT_VARIABLE] = str(config.redrive_max_receive_override)
             merged[MEDIA_MAX_RECEIVE_COUNT_VARIABLE] = str(config.redrive_max_receive_override)
+        if "STAFF_SIGN_IN_URL" in merged:
+            # The console signs in against moto's cognito-idp here, Cognito's regional endpoint deployed.
+            merged["STAFF_SIGN_IN_URL"] = f"{self.aws_endpoint}/"
         for name, value in merged.items():
             self._env.set(name, value)
         self.function_environment = merged
@@ -628,6 +664,9 @@ class LocalStack:
         self._env.set("WAHA_WEBHOOK_HMAC_KEY", config.waha_webhook_hmac_key)
         self._env.set("WAHA_API_KEY_PARAM", None)
         self._env.set("WAHA_WEBHOOK_HMAC_KEY_PARAM", None)
+        # The authorizer's: moto serves the pool's keys at its own address, and the staff key goes by value.
+        self._env.set("STAFF_JWKS_URL", self.staff_pool.jwks_url if self.staff_pool else None)
+        self._env.set("STAFF_USAGE_KEY", self.staff_usage_key)
 
     def _parameters_from_environment(self) -> dict[str, str]:
         parameters = self._template.get("Parameters", {})

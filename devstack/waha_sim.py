@@ -11,6 +11,12 @@ after `ack_delivered_seconds`, then READ `ack_read_seconds` later, each carrying
 Either delay None leaves that ack out; both None (the default) sends no acks, for tests that count webhooks.
 It also plays the hotel writing from its own phone: a `message.any` event with `fromMe` (deliver_hotel_message).
 
+Acting like a person: `POST /api/sendSeen`, `/api/startTyping` and `/api/stopTyping` are validated against WAHA's
+SendSeenRequest and ChatRequest, and `GET /api/contacts/check-exists` answers WANumberExistResult, `false` for the
+numbers of `not_on_whatsapp` (set_not_on_whatsapp, `POST /api/sim/not-on-whatsapp`), or 404 / 500
+(set_check_exists). Every call about a chat is logged as it arrives, with its time and answer's status
+(`calls()`, and `GET /api/sim/messages`' "calls"), so a test can check the order and spacing of sends.
+
 Guests' photos and files: deliver_inbound (and `POST /api/sim/inbound`) can carry a file, which it serves as WAHA
 does at `GET /api/files/<name>` behind the X-Api-Key, and deletes `files_lifetime_seconds` later (WAHA's
 WHATSAPP_FILES_LIFETIME, 180 s by default); the webhook names it in `media.url`, or says why there is none
@@ -91,6 +97,7 @@ FAULT_MODES = ("ok", "down", "error500", "slow", "sent500")
 REPEATED_ID_MODES = ("accept", "drop")
 # How GET /api/contacts/check-exists answers: as WAHA does, 404 as an engine without it, or 500.
 CHECK_EXISTS_MODES = ("answer", "missing", "error500")
+COURTESY_FAULT_MODES = ("ok", "error500", "slow")
 SEND_SEEN_PATH = "/api/sendSeen"
 CHECK_EXISTS_PATH = "/api/contacts/check-exists"
 # The courtesy calls and their request schemas in WAHA's OpenAPI; and every POST the call log files by chatId.
@@ -499,6 +506,8 @@ class WahaSimulator:
         # endpoint answers (CHECK_EXISTS_MODES: engines without it answer 404).
         self._not_on_whatsapp = {self._phone_chat(phone) for phone in not_on_whatsapp}
         self._check_exists = "answer"
+        # A fault of sendSeen and the typing calls alone (COURTESY_FAULT_MODES), beside the general one.
+        self._courtesy_fault = "ok"
         # Every call about a chat (sends, seen, typing, check-exists, look-ups), in the order received.
         self._calls: dict[str, list[dict[str, Any]]] = {}
         self._own_ids = own_ids
@@ -882,6 +891,13 @@ class WahaSimulator:
         with self._lock:
             self._check_exists = mode
 
+    def set_courtesy_fault(self, mode: str) -> None:
+        """'ok'; 'error500': sendSeen, startTyping and stopTyping answer 500; 'slow': they answer after slow_seconds."""
+        if mode not in COURTESY_FAULT_MODES:
+            raise ValueError(f"courtesy fault must be one of {', '.join(COURTESY_FAULT_MODES)}")
+        with self._lock:
+            self._courtesy_fault = mode
+
     def calls(self, chat: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Every call received about each chat, oldest first: {"call", "at" (epoch seconds), "status", ...}; copies."""
         with self._lock:
@@ -893,14 +909,23 @@ class WahaSimulator:
         return phone if "@" in phone else chat_id(to_e164(phone, self._default_region))
 
     def _route_and_log(self, method: str, path: str, query: str, api_key: str | None, raw: bytes) -> _Reply | None:
-        received_at = time.time()
+        # Noted on arrival, so that the log keeps the order calls came in even when a slow one answers last; an
+        # unreachable WAHA ("down") receives nothing.
+        logged = not path.startswith("/api/sim/") and self._current_fault() != "down"
+        entry = self._log_call(method, path, query, raw) if logged else None
         reply = self._route(method, path, query, api_key, raw)
-        if reply is not None and not path.startswith("/api/sim/"):
-            self._log_call(method, path, query, raw, received_at, reply)
+        if entry is not None:
+            with self._lock:
+                entry["status"] = reply.status if reply is not None else None
+                if entry["call"] in ("sendText", "sendImage", "sendFile") and reply and isinstance(reply.body, dict):
+                    entry["id"] = reply.body.get("id")
+                if entry["call"] == "checkExists" and reply and isinstance(reply.body, dict):
+                    entry["numberExists"] = reply.body.get("numberExists")
         return reply
 
-    def _log_call(self, method: str, path: str, query: str, raw: bytes, at: float, reply: _Reply) -> None:
-        """Notes a call about a chat (its chatId, check-exists' phone, a chat's messages) with its answer's status."""
+    def _log_call(self, method: str, path: str, query: str, raw: bytes) -> dict[str, Any] | None:
+        """Notes a call about a chat (its chatId, check-exists' phone, a chat's messages) as it arrives; its entry,
+        whose `status` is filled in once answered (None: the connection was dropped)."""
         name = path.rsplit("/", 1)[-1]
         chat: str | None = None
         entry: dict[str, Any] = {}
@@ -908,24 +933,22 @@ class WahaSimulator:
             try:
                 body = _parse_json(raw)
             except ValueError:
-                return
+                return None
             chat = body.get("chatId") if isinstance(body, dict) else None
-            if name in ("sendText", "sendImage", "sendFile") and isinstance(reply.body, dict):
-                entry["id"] = reply.body.get("id")
             if name == "sendSeen" and isinstance(body, dict):
                 entry["messageIds"] = body.get("messageIds")
         elif method == "GET" and path == CHECK_EXISTS_PATH:
             phones = parse_qs(query).get("phone", [])
             chat = f"{phones[-1]}@c.us" if phones and phones[-1].isdigit() else None
             name = "checkExists"
-            if isinstance(reply.body, dict) and "numberExists" in reply.body:
-                entry["numberExists"] = reply.body["numberExists"]
         elif method == "GET" and (found := _CHAT_MESSAGES_PATH.match(path)):
             chat, name = unquote(found["chat"]), "chatMessages"
         if not isinstance(chat, str):
-            return
+            return None
+        entry = {"call": name, "at": time.time(), "status": None, **entry}
         with self._lock:
-            self._calls.setdefault(chat, []).append({"call": name, "at": at, "status": reply.status, **entry})
+            self._calls.setdefault(chat, []).append(entry)
+        return entry
 
     def _courtesy(self, method: str, path: str, query: str, api_key: str | None, raw: bytes) -> _Reply | None:
         """POST /api/sendSeen, /api/startTyping, /api/stopTyping and GET /api/contacts/check-exists, validated
@@ -946,10 +969,11 @@ class WahaSimulator:
             return _error(400, "Bad Request", problems)
         if body["session"] != self._session:
             return _error(422, "Unprocessable Entity", f'Session "{body["session"]}" does not exist')
-        fault = self._current_fault()
-        if fault == "error500":
+        with self._lock:
+            faults = {self._fault, self._courtesy_fault}
+        if "error500" in faults:
             return _error(500, "Internal Server Error", "Internal server error")
-        if fault == "slow":
+        if "slow" in faults:
             self._stopping.wait(self._slow_seconds)
         # sendSeen answers an object; the typing calls answer 201 with no body, as WAHA's OpenAPI describes.
         return _Reply(201, {}) if path == SEND_SEEN_PATH else _Reply(201, b"")

@@ -69,6 +69,7 @@ def waha_sim(waha_server: WahaSimulator, monkeypatch: pytest.MonkeyPatch) -> Ite
     waha_server.fail_ratio(0)
     waha_server.set_not_on_whatsapp(())
     waha_server.set_check_exists("answer")
+    waha_server.set_courtesy_fault("ok")
     monkeypatch.setenv("WAHA_HOST", waha_server.url)
     yield waha_server
     waha_server.set_fault("ok")

@@ -226,6 +226,39 @@ class Concierge:
         s3 = boto3.client("s3")
         return s3.get_object(Bucket=self.resources.bucket_names["MediaBucket"], Key=key)["Body"].read()
 
+    def waiting_records(self) -> int:
+        """Outbound records waiting to become visible: messages queued again for their send slot."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.resources.outbound_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+    def deliver_all(self, timeout_seconds: float = 60) -> int:
+        """Runs the sender until the outbound queue is empty, records waiting for their send slot included, as the
+        SQS trigger would; returns how many records it handled."""
+        poller = self.poller()
+        handled = 0
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            count = poller.poll_once()
+            handled += count
+            if count:
+                continue
+            if self.queue_depth() + self.waiting_records() == 0:
+                return handled
+            assert time.monotonic() < deadline, "the outbound queue did not empty in time"
+            time.sleep(0.05)
+
+    def staff_reply_signed_in(self, session_id: str, body: Any, author: str) -> tuple[int, Any]:
+        """POST /api/v1/sessions/{session_id}/messages as a signed-in staff member: the context the authorizer
+        (functions/authorize) hands API Gateway for an ID token naming `author`."""
+        event = api_event("conversations", body, path=f"/api/v1/sessions/{session_id}/messages")
+        event["pathParameters"] = {"session_id": session_id}
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = "POST"
+        event["resource"] = event["requestContext"]["resourcePath"] = "/api/v1/sessions/{session_id}/messages"
+        event["requestContext"]["authorizer"] = {"via": "staff", "author": author, "principalId": "staff-sub"}
+        return self._call("ConversationsFunction", event)
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value)

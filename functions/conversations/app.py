@@ -90,8 +90,10 @@ def staff_message(session_id: str) -> Response:
     text = _text(request)
     api.uuid_parameter(session_id, UNKNOWN_SESSION)
     media = request.media.model_dump(exclude_none=True) if request.media else None
+    # A signed-in staff member writes under their own name, whatever the body says; the API key's caller names one.
+    author = api.staff_author(app) or request.author
     try:
-        message = staff.reply(session_id, text, request.author, media)
+        message = staff.reply(session_id, text, author, media)
     except staff.UnknownSession as error:
         raise api.ApiError(404, "not_found", UNKNOWN_SESSION) from error
     except staff.ClosedSession as error:

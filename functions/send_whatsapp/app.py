@@ -29,9 +29,9 @@ OUTCOME_METRICS = {
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # Oldest message first: send slots are taken in the order the messages were written.
-    records = pacing.ordered(event.get("Records", []))
-    batch = Batch(records, context.get_remaining_time_in_millis)
+    # Send slots are taken oldest message first; then the records go in the order of their slots.
+    batch = Batch(pacing.ordered(event.get("Records", [])), context.get_remaining_time_in_millis)
+    records = batch.send_order(event.get("Records", []))
 
     def deliver(record: SQSRecord) -> str:
         try:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -30,6 +32,7 @@ from moto.server import ThreadedMotoServer
 
 from devstack import run_state
 from devstack.api import LocalApi, api_routes
+from devstack.functions import load_handler
 from devstack.lambda_context import LambdaContext
 from devstack.resources import LocalResources
 from devstack.sender import QueuePoller, sqs_event_sources
@@ -91,8 +94,18 @@ def http() -> urllib3.PoolManager:
     return urllib3.PoolManager(retries=False, timeout=10.0)
 
 
+@functools.cache
+def _authorizer() -> dict[str, Callable[..., Any]]:
+    return {"AuthorizeFunction": load_handler(functions()["AuthorizeFunction"])}
+
+
+def with_authorizer(handlers: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The key routes' authorizer is API Gateway's, not a function under test: it runs as deployed."""
+    return {**_authorizer(), **handlers}
+
+
 def start_api(handlers: dict[str, Callable[..., Any]], api_key: str | None = API_KEY) -> LocalApi:
-    api = LocalApi(handlers, host="127.0.0.1", port=0, api_key=api_key)
+    api = LocalApi(with_authorizer(handlers), host="127.0.0.1", port=0, api_key=api_key)
     api.start()
     return api
 
@@ -688,7 +701,7 @@ def test_the_local_api_reads_its_gateway_responses_from_the_template(http: urlli
             "ResponseParameters": {"Headers": {"WWW-Authenticate": "'ApiKey'"}},
         }
 
-    api = LocalApi({"RegisterGuestFunction": echo}, api_key=API_KEY, template=template_with(reword))
+    api = LocalApi(with_authorizer({"RegisterGuestFunction": echo}), api_key=API_KEY, template=template_with(reword))
     api.start()
     try:
         response = http.request("POST", f"{api.url}/api/v1/guests/register", body=b"{}")
@@ -728,7 +741,7 @@ def test_the_webhooks_stage_throttle_answers_429_in_our_format(http: urllib3.Poo
         return echo(event, context)
 
     handlers = {"WahaWebhookFunction": counted, "RegisterGuestFunction": echo}
-    api = LocalApi(handlers, api_key=API_KEY, template=template_with(tiny_burst), throttling=True)
+    api = LocalApi(with_authorizer(handlers), api_key=API_KEY, template=template_with(tiny_burst), throttling=True)
     api.start()
     try:
         statuses = [http.request("POST", f"{api.url}/api/v1/waha/webhook", body=b"{}").status for _ in range(4)]
@@ -750,7 +763,7 @@ def test_the_usage_plan_throttles_each_api_key(http: urllib3.PoolManager) -> Non
         properties["Auth"]["UsagePlan"]["Throttle"] = {"BurstLimit": 1, "RateLimit": 0.001}
 
     api = LocalApi(
-        {"RegisterGuestFunction": echo, "GuestMessagesFunction": echo},
+        with_authorizer({"RegisterGuestFunction": echo, "GuestMessagesFunction": echo}),
         api_key=API_KEY,
         template=template_with(one_request_per_key),
         throttling=True,
@@ -946,7 +959,8 @@ def test_make_run_writes_where_it_runs_for_the_other_commands(make_run: MakeRun)
 
 def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) -> None:
     """`make demo` without any port settings (here: wrong ones) reaches the running stack through its state file,
-    and tells the guide's tests and a whole stay: three lines and one reply, a staff reply READ, a check-out."""
+    and tells the guide's tests and a whole stay: three lines and one reply, a staff reply READ, a check-out; then
+    a guest with a UK number answered in English, and her photo copied, linked in the history and served."""
     make_run.state()
 
     demo = make_run.run("devstack.demo", API_PORT="1", WAHA_SIM_PORT="1", API_KEY="wrong-key")
@@ -956,7 +970,15 @@ def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) 
     assert "The guest wrote 3 lines; the bot replied once." in demo.stdout
     assert "history: READ (read_at " in demo.stdout
     assert '"is_active": false' in demo.stdout
-    assert "one reply to three lines, a staff answer read, a check-out" in demo.stdout
+    assert "-> HTTP 201, language 'en'" in demo.stdout
+    # Her welcome and her auto-reply, each stored and sent in English.
+    assert len(re.findall(r"System (?:SENT|DELIVERED|READ), language 'en':", demo.stdout)) == 2, demo.stdout
+    size = re.search(r"media: mimetype image/jpeg, filename shower.jpg, size (\d+) bytes", demo.stdout)
+    assert size is not None, demo.stdout
+    assert "(presigned, valid 900 s)" in demo.stdout
+    assert f"GET <url> -> HTTP 200, {size[1]} bytes (image/jpeg)" in demo.stdout
+    assert "her farewell went out in English" in demo.stdout
+    assert "an English-speaking guest answered in English, and her photo kept and linked" in demo.stdout
 
 
 def test_invoke_feeds_a_sample_event_to_the_running_stack(make_run: MakeRun) -> None:

@@ -6,8 +6,11 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bench.calls import count_calls, http_recording
 from concierge.ticks import ACK_DEVICE, ACK_READ, ACK_SERVER
+from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, hotel_message, our_waha_id, waha_message
 
 HOUR_MS = 3_600_000
@@ -71,7 +74,9 @@ def test_history_page_is_one_query(concierge: Concierge) -> None:
 
 
 def test_sender_batch_of_ten_reads_once_and_claims_and_records_each(concierge: Concierge) -> None:
-    """Ten queued messages: 1 BatchGetItem, 2 UpdateItem each (claim, outcome) and 10 sendText, no look-up."""
+    """Ten welcomes, each the first message to its number: 1 BatchGetItem (the messages and the guests'
+    profiles), per message a claim, its outcome and the number's answer on the profile (3 UpdateItem); to WAHA
+    a check-exists and a sendText each, no look-up."""
     for index in range(10):
         concierge.register(phone_number=f"08123456781{index}")
     poller = concierge.poller()
@@ -79,10 +84,70 @@ def test_sender_batch_of_ten_reads_once_and_claims_and_records_each(concierge: C
     with http_recording(concierge.waha.url) as waha_calls:
         calls = count_calls(poller.poll_once)
 
-    assert waha_calls.total == 10
+    assert waha_calls.total == 20
     ours = Counter({op: n for op, n in calls.items() if op.startswith("DynamoDB.")})
-    assert ours == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.UpdateItem": 20})
+    assert ours == Counter({"DynamoDB.BatchGetItem": 1, "DynamoDB.UpdateItem": 30})
     assert len(concierge.waha.sent_messages()) == 10
+
+
+def _paced(monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
+    for name, value in {"AUTO_REPLY_COOLDOWN_MINUTES": "0", **settings}.items():
+        monkeypatch.setenv(name, value)
+    forget_cached_clients()
+
+
+def test_a_paced_batch_takes_its_slots_in_one_write(concierge: Concierge, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten replies with both limits and typing on: besides the batch's read, one conditional PutItem of the send
+    schedule for the whole batch, then a claim and an outcome per message (numbers already known); to WAHA
+    sendSeen, startTyping, stopTyping and sendText each."""
+    for index in range(10):
+        concierge.register(phone_number=f"08123456781{index}")
+    concierge.deliver_all()
+    _paced(
+        monkeypatch,
+        TYPING_SECONDS_MAX="0.05",
+        MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT="1",
+        MAX_MESSAGES_PER_MINUTE="600",
+    )
+    for index in range(10):
+        concierge.webhook(waha_message(chat_id=f"628123456781{index}@c.us", text="Is the pool open?"))
+    poller = concierge.poller()
+
+    with http_recording(concierge.waha.url) as waha_calls:
+        calls = count_calls(poller.poll_once)
+
+    assert waha_calls.total == 40 and len(concierge.waha.sent_messages()) == 20
+    ours = Counter({op: n for op, n in calls.items() if not op.startswith("SQS.ReceiveMessage")})
+    assert ours == Counter(
+        {"DynamoDB.BatchGetItem": 1, "DynamoDB.PutItem": 1, "DynamoDB.UpdateItem": 20, "SQS.DeleteMessageBatch": 1}
+    )
+
+
+def test_messages_waiting_for_their_slots_are_queued_again_in_one_call(
+    concierge: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies whose slots lie far ahead (a minute between two messages to a chat) cost one SendMessageBatch for
+    the batch, beside the read and the schedule's write; nothing is claimed or sent."""
+    concierge.register()
+    concierge.deliver_all()
+    _paced(monkeypatch, MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT="60", MAX_MESSAGES_PER_MINUTE="0")
+    for text in ("One", "Two", "Three"):
+        concierge.webhook(waha_message(text=text))
+    poller = concierge.poller()
+
+    calls = count_calls(poller.poll_once)
+
+    ours = Counter({op: n for op, n in calls.items() if not op.startswith("SQS.ReceiveMessage")})
+    assert ours == Counter(
+        {
+            "DynamoDB.BatchGetItem": 1,
+            "DynamoDB.PutItem": 1,
+            "DynamoDB.UpdateItem": 2,
+            "SQS.SendMessageBatch": 1,
+            "SQS.DeleteMessageBatch": 1,
+        }
+    )
+    assert len(concierge.waha.sent_messages()) == 2 and concierge.waiting_records() == 2
 
 
 def test_an_ack_is_one_query_and_one_conditional_write(concierge: Concierge) -> None:

@@ -285,7 +285,10 @@ def test_send_refused_with_4xx_is_retried_without_a_look_up(
             retried = _send(repeats_accepted, [record])
 
         assert len(refused["batchItemFailures"]) == 1 and retried == {"batchItemFailures": []}
-        assert waha_calls.total == 1 and len(protected.sent_messages()) == 1
+        # The number's check again (the refused one told nothing) and one sendText; no look-up in the chat.
+        assert waha_calls.total == 2 and len(protected.sent_messages()) == 1
+        calls = [call["call"] for chat in protected.calls().values() for call in chat]
+        assert calls == ["checkExists", "sendText", "checkExists", "sendText"]
 
 
 def test_outcome_unknown_and_waha_cannot_list_the_chat_sends_nothing(

@@ -80,6 +80,16 @@ def header(app: APIGatewayRestResolver, name: str) -> str | None:
     return None
 
 
+def staff_author(app: APIGatewayRestResolver) -> str | None:
+    """The signed-in staff member's name as the authorizer (concierge.staff_auth) passed it on; None for a caller
+    with the API key. Here rather than there: reading it must not load the token library."""
+    context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    if context.get("via") != "staff":
+        return None
+    author = context.get("author")
+    return str(author) if author else None
+
+
 def json_object(app: APIGatewayRestResolver, body: bytes | None = None) -> dict[str, Any]:
     """The body as a JSON object; 415 for another content type, 400 for anything that is not a JSON object."""
     content_type = (header(app, "content-type") or "").split(";")[0].strip().lower()

@@ -86,6 +86,8 @@ class Settings:
     # Guests' photos and files: the copy jobs' queue, the bucket they are kept in (concierge.media).
     media_queue_url: str = ""
     media_bucket: str = ""
+    # Only the health answer reads it (jobs that failed every receive).
+    media_dead_letter_queue_url: str = ""
     media_max_receive_count: int = 6
 
     def __post_init__(self) -> None:
@@ -119,6 +121,7 @@ def settings() -> Settings:
         message_retention_days=_retention_days(),
         media_queue_url=os.environ.get("MEDIA_QUEUE_URL", ""),
         media_bucket=os.environ.get("MEDIA_BUCKET", ""),
+        media_dead_letter_queue_url=os.environ.get("MEDIA_DEAD_LETTER_QUEUE_URL", ""),
         media_max_receive_count=int(os.environ.get("MEDIA_MAX_RECEIVE_COUNT", "6")),
     )
 

@@ -10,7 +10,8 @@ be taken over. WAHA is not trusted to drop a repeated pre-generated id, so a sen
 unknown (a timeout, a dropped connection, a lease taken over) is looked up among the chat's
 recent messages in WAHA before it is sent again. A failed send is retried by SQS with growing
 delay; on the last receive the message is marked FAILED with the reason and SQS moves the record
-to the dead-letter queue.
+to the dead-letter queue. Before any claim, concierge.pacing plans the batch's sends like a person's: a number
+not on WhatsApp gets nothing, and each message gets a send slot, waited for here or in the queue.
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ class Batch:
         # The guests' profiles and the send schedule come in the same read (concierge.pacing).
         self._messages = store.get_many(wanted + pacing.keys_to_read(wanted)) if wanted else {}
         self._pacer = pacing.Pacer(self._messages, remaining_millis)
+        if self._messages:
+            self._pacer.plan(waha.client(), records, _claim_millis(waha.client()))
+
+    def send_order(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records in the order to deliver them: by their send slots (concierge.pacing)."""
+        return self._pacer.send_order(records)
 
     def deliver(self, record: dict[str, Any]) -> str:
         """Sends one record's message; returns what happened, raises DeliveryFailed to retry it."""
@@ -103,7 +110,7 @@ class Batch:
             return settled
 
         client = waha.client()
-        slot = self._pacer.prepare(client, key, message, record, receive_count, _claim_millis(client))
+        slot = self._pacer.slot_for(client, key, message, record, receive_count, _claim_millis(client))
         if isinstance(slot, str):
             return slot  # not on WhatsApp, or queued again for its send slot
         claim_millis = _claim_millis(client) + slot.lease_millis()

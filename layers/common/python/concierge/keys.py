@@ -118,3 +118,9 @@ def send_pacing(waha_session: str) -> Key:
 def user_id_of(partition: str) -> str:
     """The user id in a `USER#<user_id>` partition key."""
     return partition.removeprefix("USER#")
+
+
+def media_prefix(user_id: str) -> str:
+    """Where every copy of one guest's photos and files sits in the media bucket (`media_object`'s keys): the
+    erasure lists and deletes exactly this prefix."""
+    return f"media/{user_id}/"

@@ -1,5 +1,5 @@
-"""The one WAHA client: sendText, sendImage and sendFile, a chat's recent messages, @lid lookups and a guest's
-media files, over urllib3.
+"""The one WAHA client: sendText, sendImage and sendFile, a chat's recent messages, @lid lookups, a guest's
+media files, and acting like a person (check-exists, sendSeen, startTyping, stopTyping), over urllib3.
 
 One connection pool per container. WAHA's API key is not part of the cached client: it is read
 per request through `secrets`, which keeps a key held in SSM for five minutes, so a rotated key
