@@ -8,11 +8,11 @@ not write to numbers that are not on WhatsApp. So, for each message the sender i
   anyway. A "no" ends the message FAILED with `not on WhatsApp`, and every later one too; a check that fails
   (WAHA down, an engine without the endpoint) is not a "no": the message is sent as before.
 - Sends take slots. One item per WhatsApp account (keys.send_pacing) holds the slots reserved from now on and
-  each chat's last slot, and every sender changes it with a conditional PutItem on its version, so the several
-  sender instances that run at once share one schedule. A slot is at least MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT
-  after the chat's last one (so a chat's messages keep the order they were reserved in) and at least 60 s /
-  MAX_MESSAGES_PER_MINUTE away from every other slot of the account, earlier gaps included: a chat whose next
-  slot lies far ahead holds up no other chat.
+  each chat's reservations, and every sender changes it with one conditional PutItem per batch on its version, so
+  the several sender instances that run at once share one schedule. A slot is at least
+  MIN_SECONDS_BETWEEN_MESSAGES_PER_CHAT after the chat's last one and at least 60 s / MAX_MESSAGES_PER_MINUTE away
+  from every other slot of the account, earlier gaps included: a chat whose next slot lies far ahead holds up no
+  other chat.
 - A slot a few seconds away is waited for in the invocation. For a later one, a new queue record for the same key
   (SendMessage with DelaySeconds) returns shortly before the slot, and this record ends. The slot stays in the
   schedule, under the message's sort key: when an earlier message of the chat reaches a sender after a later one
@@ -72,6 +72,9 @@ COME_BACK_SECONDS = 3.0
 # waited for is at most MAX_WAIT_SECONDS + a typing pause away, and a queued record comes back RETURN_EARLY_SECONDS
 # before its typing starts): such slots may move to make way for an earlier message of the chat.
 SWAP_HORIZON_SECONDS = 12.0
+# Beyond the slot and the claim's lease, what an invocation must have left to wait for a slot (the sender checks
+# the lease again before its claim, and hands back a record that no longer fits).
+PLAN_MARGIN_MILLIS = 500
 # The checks of numbers in one batch share this long (each at most CHECK_TIMEOUT_SECONDS).
 CHECKS_SECONDS = 4.0
 # stopTyping goes out this long before the slot (at most a third of the pause).
@@ -156,8 +159,7 @@ def dead_letter(record: dict[str, Any], key: keys.Key) -> bool:
 def keys_to_read(message_keys: list[keys.Key]) -> list[keys.Key]:
     """What the sender reads along with a batch's messages, in the same BatchGetItem: each guest's profile (is the
     number on WhatsApp?) and, when sends are paced, the account's schedule."""
-    profiles = {keys.user(keys.user_id_of(key["pk"]))["pk"] for key in message_keys}
-    wanted = [keys.user(keys.user_id_of(partition)) for partition in sorted(profiles)]
+    wanted = [keys.user(user) for user in sorted({keys.user_id_of(key["pk"]) for key in message_keys})]
     if pacing_settings().paces:
         wanted.append(keys.send_pacing(settings().waha_session))
     return wanted
@@ -320,7 +322,8 @@ class Pacer:
         """Whether the entry's slot is near enough to wait for here, with time left to send after it."""
         assert entry.send_at is not None
         wait = entry.send_at - entry.lead - now
-        return wait <= MAX_WAIT_SECONDS and self._remaining_millis() >= (entry.send_at - now) * 1000 + claim_millis
+        needed_millis = (entry.send_at - now) * 1000 + claim_millis + PLAN_MARGIN_MILLIS
+        return wait <= MAX_WAIT_SECONDS and self._remaining_millis() >= needed_millis
 
     def _reserve(
         self, fresh: list[_Entry], kept_windows: list[tuple[float, float]], now: float, claim_millis: float
