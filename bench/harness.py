@@ -395,6 +395,9 @@ class BenchStack:
                 "TABLE_NAME": self.resources.table_name,
                 "OUTBOUND_QUEUE_URL": self.resources.outbound_queue_url,
                 "OUTBOUND_DEAD_LETTER_QUEUE_URL": self.resources.dead_letter_queue_url,
+                "MEDIA_QUEUE_URL": self.resources.queue_urls["MediaQueue"],
+                "MEDIA_DEAD_LETTER_QUEUE_URL": self.resources.queue_urls["MediaDeadLetterQueue"],
+                "MEDIA_BUCKET": self.resources.bucket_names["MediaBucket"],
                 "WAHA_HOST": self.waha.url,
             }
         )
@@ -427,6 +430,9 @@ class BenchStack:
             "TABLE_NAME",
             "OUTBOUND_QUEUE_URL",
             "OUTBOUND_DEAD_LETTER_QUEUE_URL",
+            "MEDIA_QUEUE_URL",
+            "MEDIA_DEAD_LETTER_QUEUE_URL",
+            "MEDIA_BUCKET",
             "WAHA_HOST",
         ]
         return {name: os.environ[name] for name in names if name in os.environ}
