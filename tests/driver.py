@@ -130,8 +130,9 @@ class Concierge:
         return self._call("HealthFunction", api_event("health", headers=headers))
 
     def _conversations(
-        self, method: str, resource: str, path: str, parameters: dict[str, str], body: Any = None, **query: str
+        self, method: str, resource: str, parameters: dict[str, str], body: Any = None, **query: str
     ) -> tuple[int, Any]:
+        path = resource.format(**parameters)
         event = api_event("conversations", body, path=path, path_parameters=parameters or None, query=query)
         event["httpMethod"] = event["requestContext"]["httpMethod"] = method
         event["resource"] = event["requestContext"]["resourcePath"] = resource
@@ -139,25 +140,18 @@ class Concierge:
 
     def sessions(self, **query: str) -> tuple[int, Any]:
         """GET /api/v1/sessions (status=open|waiting, limit, cursor)."""
-        return self._conversations("GET", "/api/v1/sessions", "/api/v1/sessions", {}, **query)
+        return self._conversations("GET", "/api/v1/sessions", {}, **query)
 
     def staff_reply(self, session_id: str, text: Any = "We are on it.", author: str | None = None) -> tuple[int, Any]:
         """POST /api/v1/sessions/{session_id}/messages."""
         body = {"text": text} if author is None else {"text": text, "author": author}
-        return self._conversations(
-            "POST",
-            "/api/v1/sessions/{session_id}/messages",
-            f"/api/v1/sessions/{session_id}/messages",
-            {"session_id": session_id},
-            body,
-        )
+        return self.staff_message(session_id, body)
 
     def resolve(self, session_id: str) -> tuple[int, Any]:
         """POST /api/v1/sessions/{session_id}/resolve."""
         return self._conversations(
             "POST",
             "/api/v1/sessions/{session_id}/resolve",
-            f"/api/v1/sessions/{session_id}/resolve",
             {"session_id": session_id},
             {},
         )
@@ -167,7 +161,6 @@ class Concierge:
         return self._conversations(
             "POST",
             "/api/v1/guests/{user_id}/checkout",
-            f"/api/v1/guests/{user_id}/checkout",
             {"user_id": user_id},
             {},
         )
@@ -216,7 +209,6 @@ class Concierge:
         return self._conversations(
             "POST",
             "/api/v1/sessions/{session_id}/messages",
-            f"/api/v1/sessions/{session_id}/messages",
             {"session_id": session_id},
             body,
         )

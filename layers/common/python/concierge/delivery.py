@@ -166,32 +166,27 @@ class Batch:
     def _claim(key: keys.Key, owner: str, claim_millis: float) -> dict[str, Any]:
         """Makes the message ours for a lease; returns the row as it was before. Raises _ClaimLost."""
         now = datetime.now(UTC)
-        action = store.update(
-            key,
-            "SET #status = :sending, claim_owner = :owner, lease_until = :lease, "
-            "attempts = if_not_exists(attempts, :zero) + :one",
-            {
-                ":sending": SENDING,
-                ":owner": owner,
-                ":lease": store.iso(now + timedelta(milliseconds=claim_millis)),
-                ":now": store.iso(now),
-                ":pending": store.PENDING,
-                ":failed": store.FAILED,
-                ":zero": 0,
-                ":one": 1,
-            },
-            condition="attribute_exists(chat_id) AND (#status IN (:pending, :failed) "
-            "OR (#status = :sending AND lease_until < :now))",
-            names={"#status": "status"},
-        )["Update"]
         try:
-            response = aws_clients.dynamodb().update_item(**action, ReturnValues="ALL_OLD")
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            item = error.response.get("Item")
-            raise _ClaimLost(store.from_item(item) if item else None) from error
-        return store.from_item(response["Attributes"])
+            return store.update_returning_old(
+                key,
+                "SET #status = :sending, claim_owner = :owner, lease_until = :lease, "
+                "attempts = if_not_exists(attempts, :zero) + :one",
+                {
+                    ":sending": SENDING,
+                    ":owner": owner,
+                    ":lease": store.iso(now + timedelta(milliseconds=claim_millis)),
+                    ":now": store.iso(now),
+                    ":pending": store.PENDING,
+                    ":failed": store.FAILED,
+                    ":zero": 0,
+                    ":one": 1,
+                },
+                condition="attribute_exists(chat_id) AND (#status IN (:pending, :failed) "
+                "OR (#status = :sending AND lease_until < :now))",
+                names={"#status": "status"},
+            )
+        except store.ConditionFailed as failed:
+            raise _ClaimLost(failed.old_item) from failed
 
     def _send(
         self,

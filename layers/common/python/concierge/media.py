@@ -238,21 +238,16 @@ class Batch:
     @staticmethod
     def _settle(media_key: keys.Key, media: dict[str, Any], outcome: str) -> str:
         """Writes the copy's outcome while the row still waits for it; "gone" when the row was erased meanwhile."""
-        action = store.update(
-            media_key,
-            "SET media = :media",
-            {":media": media, ":pending": PENDING},
-            condition="media.#state = :pending",
-            names={"#state": "state"},
-        )["Update"]
         try:
-            aws_clients.dynamodb().update_item(**action)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            if not error.response.get("Item"):
-                return "gone"
-            return "done_before"
+            store.update_returning_old(
+                media_key,
+                "SET media = :media",
+                {":media": media, ":pending": PENDING},
+                condition="media.#state = :pending",
+                names={"#state": "state"},
+            )
+        except store.ConditionFailed as failed:
+            return "gone" if failed.old_item is None else "done_before"
         logger.info("guest's file settled", extra={"outcome": outcome, "message_sk": media_key["sk"]})
         return outcome
 

@@ -236,6 +236,36 @@ def update_item(
     return True
 
 
+class ConditionFailed(Exception):
+    """An update's condition did not hold; `old_item` is the item as it stood (None when there is none)."""
+
+    def __init__(self, old_item: dict[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.old_item = old_item
+
+
+def update_returning_old(
+    key: keys.Key,
+    expression: str,
+    values: dict[str, Any],
+    condition: str,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Applies a conditional update and returns the item as it was; raises ConditionFailed with it otherwise.
+
+    One call either way: DynamoDB hands the item back with the failed condition.
+    """
+    action = update(key, expression, values, condition, names)["Update"]
+    try:
+        response = aws_clients.dynamodb().update_item(**action, ReturnValues="ALL_OLD")
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        old = error.response.get("Item")
+        raise ConditionFailed(from_item(old) if old else None) from error
+    return from_item(response.get("Attributes", {}))
+
+
 class InvalidCursor(ValueError):
     """A pagination cursor that this API did not hand out."""
 

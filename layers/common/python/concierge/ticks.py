@@ -24,7 +24,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
 
 from concierge import aws_clients, keys, store
 from concierge.config import settings
@@ -107,23 +106,19 @@ def record(ack: Ack) -> TickResult:
     values: dict[str, Any] = {":to": move.to, ":at": at, **allowed}
     if ack.ack == ACK_ERROR:
         values[":reason"] = ERROR_REASON
-    action = store.update(
-        key,
-        f"SET #status = :to, {move.sets}",
-        values,
-        f"#status IN ({', '.join(allowed)})",
-        names={"#status": "status"},
-    )["Update"]
     try:
-        aws_clients.dynamodb().update_item(**action)
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        old = error.response.get("Item")
-        if not old:
+        store.update_returning_old(
+            key,
+            f"SET #status = :to, {move.sets}",
+            values,
+            f"#status IN ({', '.join(allowed)})",
+            names={"#status": "status"},
+        )
+    except store.ConditionFailed as failed:
+        if failed.old_item is None:
             # Erased between the Query and the write.
             return TickResult(TickOutcome.IGNORED, reason=NOT_OURS)
-        status = store.from_item(old).get("status")
+        status = failed.old_item.get("status")
         logger.info("ack changed nothing", extra={"ack": ACK_NAMES[ack.ack], "status": status, "message_sk": key["sk"]})
         return TickResult(TickOutcome.UNCHANGED, status=status, reason=f"the message is {status}")
     logger.info("message status moved", extra={"ack": ACK_NAMES[ack.ack], "status": move.to, "message_sk": key["sk"]})
