@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test demo build bench test-load redrive lint clean
+.PHONY: run test demo build bench eval test-load redrive lint clean
 
 $(STAMP): requirements-dev.txt layers/common/python/requirements.txt constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
@@ -45,6 +45,10 @@ build: $(STAMP)
 ## make bench: AWS calls, latency, cold init, sizes, throughput and cost -> docs/performance.md, bench/results.json
 bench: $(STAMP)
 	$(PY) -m bench
+
+## make eval: the answering engines on the labelled guest messages of tests/ai/eval -> docs/ai.md
+eval: $(STAMP)
+	$(PY) -m tools.eval
 
 ## make test-load: 1,000 inbound messages through the local stack, with duplicates and WAHA failures
 test-load: $(STAMP)

@@ -90,6 +90,13 @@ def usage(stack: LocalStack) -> str:
         f"  Webhook URL:    {stack.webhook_url}",
         f"  WAHA:           {stack.waha_url}" + (" (simulator)" if stack.simulator is not None else " (real WAHA)"),
         f"  AWS endpoint:   {stack.aws_endpoint}",
+        f"  Bedrock:        {stack.bedrock_url}"
+        + (" (Converse simulator)" if stack.converse_sim is not None else "")
+        + (
+            f", model {stack.function_environment['AI_MODEL_ID']}"
+            if stack.function_environment.get("AI_MODEL_ID")
+            else ", unused (AI_MODEL_ID unset: the built-in engine answers)"
+        ),
         f"  API key:        {config.api_key or '(none: key-protected routes answer 403)'}",
         f"  Staff account:  {config.staff_email} / {config.staff_password}"
         f" (user pool {stack.staff_pool.pool_id if stack.staff_pool else '-'})",

@@ -92,7 +92,9 @@ def invoke_in_running_stack(spec: FunctionSpec, event: Any, state: run_state.Run
 
 def invoke_in_own_stack(spec: FunctionSpec, event: Any) -> Any:
     """Starts a stack of its own on free ports (the `make run` ports may be taken), invokes, stops it."""
-    config = replace(StackConfig.from_env(), api_port=0, moto_port=0, waha_sim_port=0, aws_endpoint_url=None)
+    config = replace(
+        StackConfig.from_env(), api_port=0, moto_port=0, waha_sim_port=0, converse_sim_port=0, aws_endpoint_url=None
+    )
     with LocalStack(config) as stack:
         return stack.invoke(spec.logical_id, event)
 

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -48,6 +49,8 @@ _FAKE_CREDENTIAL = "testing"
 # `make run`'s simulated guest gets a message a second after it is sent and reads it two seconds later.
 MAKE_RUN_ACK_DELIVERED_SECONDS = 1.0
 MAKE_RUN_ACK_READ_SECONDS = 2.0
+# `make run`'s Converse simulator (Bedrock's stand-in); tests' stacks take a free port.
+MAKE_RUN_CONVERSE_SIM_PORT = 3100
 _READY_TIMEOUT_SECONDS = 10.0
 
 
@@ -94,6 +97,9 @@ def _env_seconds_or_off(environ: Mapping[str, str], name: str, default: float | 
     return seconds
 
 
+SAMPLE_KNOWLEDGE_FILE = Path(__file__).resolve().parent.parent / "hotels" / "sample-hotel.toml"
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """What a local run may change. None means: the template's parameter default, or start our own."""
@@ -102,6 +108,10 @@ class StackConfig:
     api_port: int = 8000
     moto_port: int = 5000
     waha_sim_port: int = 3000
+    # The Converse simulator, Bedrock Runtime's stand-in for AI_MODEL_ID (0: a free port).
+    converse_sim_port: int = 0
+    # Set: this Bedrock Runtime endpoint (AWS_ENDPOINT_URL_BEDROCK_RUNTIME). None: start the Converse simulator.
+    bedrock_endpoint_url: str | None = None
     # Set: use that AWS endpoint (e.g. a moto server already running). None: start moto in-process.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -133,6 +143,8 @@ class StackConfig:
     # The one staff account created in the local user pool (the console's sign-in).
     staff_email: str = DEFAULT_STAFF_EMAIL
     staff_password: str = DEFAULT_STAFF_PASSWORD
+    # The hotel knowledge the answering function reads (KNOWLEDGE_FILE): the sample hotel unless told another.
+    knowledge_file: str = str(SAMPLE_KNOWLEDGE_FILE)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
@@ -143,6 +155,8 @@ class StackConfig:
             api_port=_env_port(env, "API_PORT", defaults.api_port),
             moto_port=_env_port(env, "MOTO_PORT", defaults.moto_port),
             waha_sim_port=_env_port(env, "WAHA_SIM_PORT", defaults.waha_sim_port),
+            converse_sim_port=_env_port(env, "CONVERSE_SIM_PORT", MAKE_RUN_CONVERSE_SIM_PORT),
+            bedrock_endpoint_url=_env_str(env, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
             aws_endpoint_url=_env_str(env, "AWS_ENDPOINT_URL"),
             aws_region=_env_str(env, "AWS_DEFAULT_REGION") or _env_str(env, "AWS_REGION") or defaults.aws_region,
             waha_host=_env_str(env, "WAHA_HOST"),
@@ -170,6 +184,7 @@ class StackConfig:
             ),
             staff_email=_env_str(env, "STAFF_EMAIL") or defaults.staff_email,
             staff_password=_env_str(env, "STAFF_PASSWORD") or defaults.staff_password,
+            knowledge_file=_env_str(env, "KNOWLEDGE_FILE") or defaults.knowledge_file,
         )
 
 
@@ -428,6 +443,9 @@ class LocalStack:
         self.webhook_url: str | None = None
         self.waha_url: str | None = None
         self.simulator: Any = None
+        # Bedrock Runtime for the functions: the Converse simulator unless bedrock_endpoint_url names one.
+        self.converse_sim: Any = None
+        self.bedrock_url: str | None = None
         self.pollers: list[QueuePoller] = []
         # What the template's Environment blocks resolve to here (secrets are set apart, see below).
         self.function_environment: dict[str, str] = {}
@@ -450,12 +468,15 @@ class LocalStack:
             ensure_port_free("127.0.0.1", self.config.moto_port, "MOTO_PORT")
         if not self.config.waha_host:
             ensure_port_free("127.0.0.1", self.config.waha_sim_port, "WAHA_SIM_PORT")
+        if not self.config.bedrock_endpoint_url:
+            ensure_port_free("127.0.0.1", self.config.converse_sim_port, "CONVERSE_SIM_PORT")
         try:
             self._start_aws()
             # The API's port is reserved first (the simulator and the handlers need its URL) but opened last,
             # when every handler is loaded and WAHA answers: the first request a client gets through is served.
             self._bind_api()
             self._start_waha()
+            self._start_converse_sim()
             if self.simulator is not None:
                 _wait_until_answers(f"{self.waha_url}/")
             self._set_function_environment()
@@ -489,6 +510,9 @@ class LocalStack:
         if self.simulator is not None:
             self._quietly(self.simulator.stop)
             self.simulator = None
+        if self.converse_sim is not None:
+            self._quietly(self.converse_sim.stop)
+            self.converse_sim = None
         if self._moto is not None:
             endpoint = self.aws_endpoint
             if endpoint:
@@ -619,6 +643,15 @@ class LocalStack:
         )
         self.waha_url = self.simulator.start().rstrip("/")
 
+    def _start_converse_sim(self) -> None:
+        if self.config.bedrock_endpoint_url:
+            self.bedrock_url = self.config.bedrock_endpoint_url.rstrip("/")
+            return
+        from devstack.converse_sim import ConverseSimulator
+
+        self.converse_sim = ConverseSimulator(host="127.0.0.1", port=self.config.converse_sim_port)
+        self.bedrock_url = self.converse_sim.start().rstrip("/")
+
     def _set_function_environment(self) -> None:
         assert self.resources is not None
         config = self.config
@@ -634,6 +667,7 @@ class LocalStack:
                 "WahaSession": config.waha_session,
                 "DefaultPhoneRegion": config.default_phone_region,
                 "LogLevel": config.log_level,
+                "KnowledgeFile": config.knowledge_file,
                 # Deployed, these name SSM parameters; locally the values below are passed directly.
                 "WahaWebhookHmacKeyParameter": None,
                 "WahaApiKeyParameter": None,
@@ -656,6 +690,9 @@ class LocalStack:
         if "STAFF_SIGN_IN_URL" in merged:
             # The console signs in against moto's cognito-idp here, Cognito's regional endpoint deployed.
             merged["STAFF_SIGN_IN_URL"] = f"{self.aws_endpoint}/"
+        if self.bedrock_url:
+            # boto3's own setting for one service: Bedrock Runtime here, moto (AWS_ENDPOINT_URL) for the rest.
+            merged["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = self.bedrock_url
         for name, value in merged.items():
             self._env.set(name, value)
         self.function_environment = merged

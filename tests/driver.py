@@ -189,13 +189,20 @@ class Concierge:
 
     def copy_media(self) -> int:
         """Runs FetchMediaFunction over everything visible in the media queue; returns how many records it handled."""
+        return self._drain("FetchMediaFunction", "MediaQueue", batch_size=5)
+
+    def answer_queued(self) -> int:
+        """Runs AnswerGuestFunction over everything visible in the answer queue; returns how many records it handled."""
+        return self._drain("AnswerGuestFunction", "AnswerQueue", batch_size=10)
+
+    def _drain(self, function: str, queue: str, batch_size: int) -> int:
         poller = QueuePoller(
-            self.handlers["FetchMediaFunction"],
-            self.resources.queue_urls["MediaQueue"],
-            self.resources.queue_arns["MediaQueue"],
-            batch_size=5,
+            self.handlers[function],
+            self.resources.queue_urls[queue],
+            self.resources.queue_arns[queue],
+            batch_size=batch_size,
             timeout_seconds=30,
-            function_name="FetchMediaFunction",
+            function_name=function,
             sqs_client=self.sqs,
             wait_time_seconds=0,
         )

@@ -409,15 +409,18 @@ def poller_for(handler: Callable[..., Any], queues: Queues, **options: Any) -> Q
 
 
 def test_sqs_event_source_comes_from_the_template() -> None:
-    """The SQS triggers of template.yaml: SendWhatsappFunction on OutboundQueue, batches of 10, and
-    FetchMediaFunction on MediaQueue, batches of 5; both with partial failures."""
+    """The SQS triggers of template.yaml: SendWhatsappFunction on OutboundQueue, batches of 10,
+    FetchMediaFunction on MediaQueue, batches of 5, and AnswerGuestFunction on AnswerQueue, batches of 10;
+    all with partial failures."""
     sources = {source.function_id: source for source in sqs_event_sources(functions())}
 
-    assert set(sources) == {"SendWhatsappFunction", "FetchMediaFunction"}
+    assert set(sources) == {"SendWhatsappFunction", "FetchMediaFunction", "AnswerGuestFunction"}
     sender, copier = sources["SendWhatsappFunction"], sources["FetchMediaFunction"]
+    answerer = sources["AnswerGuestFunction"]
     assert (sender.queue_logical_id, sender.batch_size) == ("OutboundQueue", 10)
     assert (copier.queue_logical_id, copier.batch_size) == ("MediaQueue", 5)
-    assert sender.report_batch_item_failures is copier.report_batch_item_failures is True
+    assert (answerer.queue_logical_id, answerer.batch_size) == ("AnswerQueue", 10)
+    assert all(source.report_batch_item_failures is True for source in (sender, copier, answerer))
 
 
 def test_record_has_the_lambda_sqs_event_shape(queues: Queues) -> None:
@@ -542,12 +545,16 @@ def fake_resources() -> LocalResources:
             "OutboundDeadLetterQueue": f"{base}/concierge-OutboundDeadLetterQueue",
             "MediaQueue": f"{base}/concierge-MediaQueue",
             "MediaDeadLetterQueue": f"{base}/concierge-MediaDeadLetterQueue",
+            "AnswerQueue": f"{base}/concierge-AnswerQueue",
+            "AnswerDeadLetterQueue": f"{base}/concierge-AnswerDeadLetterQueue",
         },
         queue_arns={
             "OutboundQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-OutboundQueue",
             "OutboundDeadLetterQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-OutboundDeadLetterQueue",
             "MediaQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-MediaQueue",
             "MediaDeadLetterQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-MediaDeadLetterQueue",
+            "AnswerQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-AnswerQueue",
+            "AnswerDeadLetterQueue": "arn:aws:sqs:us-east-1:123456789012:concierge-AnswerDeadLetterQueue",
         },
         bucket_names={"MediaBucket": "concierge-mediabucket"},
     )
@@ -558,7 +565,12 @@ def test_template_environment_resolves_against_local_resources_and_config() -> N
     resolver = TemplateEnvironment(
         template=load_template(),
         resources=fake_resources(),
-        parameters={"WahaHost": "http://127.0.0.1:3000", "WahaSession": None, "DefaultPhoneRegion": "SG"},
+        parameters={
+            "WahaHost": "http://127.0.0.1:3000",
+            "WahaSession": None,
+            "DefaultPhoneRegion": "SG",
+            "KnowledgeFile": "/hotels/ours.toml",
+        },
         region=REGION,
         stack_name="concierge",
     )
@@ -566,6 +578,7 @@ def test_template_environment_resolves_against_local_resources_and_config() -> N
 
     sender = resolver.variables(specs["SendWhatsappFunction"])
     webhook = resolver.variables(specs["WahaWebhookFunction"])
+    answerer = resolver.variables(specs["AnswerGuestFunction"])
 
     assert sender["TABLE_NAME"] == "concierge-ConciergeTable"
     assert sender["OUTBOUND_QUEUE_URL"] == "http://127.0.0.1:5000/123456789012/concierge-OutboundQueue"
@@ -578,6 +591,9 @@ def test_template_environment_resolves_against_local_resources_and_config() -> N
     assert sender["OUTBOUND_MAX_RECEIVE_COUNT"] == "5"
     assert "WAHA_API_KEY_PARAM" not in sender
     assert "WAHA_WEBHOOK_HMAC_KEY_PARAM" not in webhook
+    answer_queue = "http://127.0.0.1:5000/123456789012/concierge-AnswerQueue"
+    assert webhook["ANSWER_QUEUE_URL"] == answerer["ANSWER_QUEUE_URL"] == answer_queue
+    assert answerer["KNOWLEDGE_FILE"] == "/hotels/ours.toml"
 
 
 def test_stack_wires_api_queue_and_environment_around_the_handlers(http: urllib3.PoolManager) -> None:
@@ -861,6 +877,9 @@ UNSET_LOCALLY = (
     "BUSINESS_HOURS",
     "WAHA_SIM_ACK_DELIVERED_SECONDS",
     "WAHA_SIM_ACK_READ_SECONDS",
+    # The built-in engine answers the demo unless a developer's .env turns Bedrock on.
+    "AI_MODEL_ID",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
 )
 
 
@@ -875,6 +894,7 @@ class MakeRun:
             "API_PORT": str(self.api_port),
             "MOTO_PORT": "0",
             "WAHA_SIM_PORT": "0",
+            "CONVERSE_SIM_PORT": "0",
             "API_KEY": "make-run-test-key",
             run_state.STATE_FILE_VARIABLE: str(state_file),
             # Set empty rather than removed: an empty variable means "unset" and still wins over a developer's .env.

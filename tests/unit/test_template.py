@@ -147,3 +147,33 @@ def test_the_security_section_states_the_reserved_concurrency_in_force() -> None
 
     assert f"Together {total} of the account's concurrency" in architecture
     assert all(logical_id in architecture for logical_id in specs)
+
+
+def test_bedrock_is_optional_and_limited_to_invoking_the_one_model() -> None:
+    """AiModelId (empty by default) reaches the answering function as AI_MODEL_ID; only when it is set may that
+    function call bedrock:InvokeModel (which authorises Converse), and only on that foundation model."""
+    template = load_template()
+    answer_guest = template["Resources"]["AnswerGuestFunction"]["Properties"]
+
+    assert template["Parameters"]["AiModelId"]["Default"] == ""
+    assert template["Conditions"]["HasAiModel"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AiModelId"}, ""]}]}
+    assert answer_guest["Environment"]["Variables"]["AI_MODEL_ID"] == {"Ref": "AiModelId"}
+    guarded = [
+        statement["Fn::If"]
+        for policy in answer_guest["Policies"]
+        for statement in policy.get("Statement", [])
+        if "Fn::If" in statement and "bedrock" in json.dumps(statement)
+    ]
+    assert guarded == [
+        [
+            "HasAiModel",
+            {
+                "Effect": "Allow",
+                "Action": ["bedrock:InvokeModel"],
+                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${AiModelId}"},
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    ]
+    others = {name: resource for name, resource in template["Resources"].items() if name != "AnswerGuestFunction"}
+    assert "bedrock:" not in json.dumps(others)

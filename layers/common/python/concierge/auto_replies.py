@@ -3,6 +3,8 @@
 - STOP/BERHENTI opts the guest out of automated messages (one confirmation); START/MULAI opts back in.
 - An opted-out guest gets no automated message; staff still reach them.
 - While staff handle the conversation (handoff), the bot stays quiet.
+- With AI_ANSWERS on, any other text goes first to the answering function (concierge.answers), which sends
+  the hotel's own answer or request reply, or comes back here for the rules below.
 - Outside BUSINESS_HOURS: one out-of-hours text per night. Inside: the guide's auto-reply, at most once
   per AUTO_REPLY_COOLDOWN_MINUTES in a session.
 
@@ -70,13 +72,17 @@ class Decision:
     reply: ReplyKind | None
     text: str | None = None
     changes: dict[str, Any] | None = None
+    # The message goes to the answering function, which decides after the webhook has stored it.
+    to_answer: bool = False
 
 
 def _command(text: str) -> str:
     return " ".join(text.split()).upper()
 
 
-def decide(text: str, state: ConversationState, policy: Policy, now: datetime) -> Decision:
+def decide(
+    text: str, state: ConversationState, policy: Policy, now: datetime, answer_first: bool = False
+) -> Decision:
     command = _command(text)
     if command in OPT_OUT_WORDS:
         if state.opted_out:
@@ -88,6 +94,8 @@ def decide(text: str, state: ConversationState, policy: Policy, now: datetime) -
         return Decision(ReplyKind.OPTED_IN, templates.opted_in(state.language), {"opted_out": False})
     if state.opted_out or state.in_handoff(now):
         return Decision(None)
+    if answer_first:
+        return Decision(None, to_answer=True)
     hours = policy.business_hours
     if hours is not None and not hours.is_open(now):
         night = hours.night(now)

@@ -89,6 +89,9 @@ class Settings:
     # Only the health answer reads it (jobs that failed every receive).
     media_dead_letter_queue_url: str = ""
     media_max_receive_count: int = 6
+    # Guests' messages waiting for an answer from the hotel's knowledge (concierge.answers); empty: none queued.
+    answer_queue_url: str = ""
+    answer_max_receive_count: int = 5
 
     def __post_init__(self) -> None:
         if not self.waha_sessions:
@@ -123,6 +126,8 @@ def settings() -> Settings:
         media_bucket=os.environ.get("MEDIA_BUCKET", ""),
         media_dead_letter_queue_url=os.environ.get("MEDIA_DEAD_LETTER_QUEUE_URL", ""),
         media_max_receive_count=int(os.environ.get("MEDIA_MAX_RECEIVE_COUNT", "6")),
+        answer_queue_url=os.environ.get("ANSWER_QUEUE_URL", ""),
+        answer_max_receive_count=int(os.environ.get("ANSWER_MAX_RECEIVE_COUNT", "5")),
     )
 
 
@@ -131,6 +136,18 @@ def _whole_number(name: str, default: int, low: int, high: int) -> int:
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
         raise InvalidSetting(f"{name} must be a whole number from {low} to {high}")
     return int(raw)
+
+
+_SWITCH = {"on": True, "off": False}
+
+
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _SWITCH:
+        raise InvalidSetting(f"{name} must be on or off")
+    return _SWITCH[raw]
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,11 @@ class ConversationSettings:
     hotel_timezone: str
     session_grace_hours: int
     session_max_days: int
+    # AI_ANSWERS: guests' questions answered from the hotel's knowledge and requests routed to departments
+    # (concierge.answers); off, every message gets the guide's auto-reply and waits for staff.
+    ai_answers: bool = True
+    # AI_MODEL_ID: a Bedrock model (Converse) classifies instead of the built-in engine (concierge.answers.bedrock).
+    ai_model_id: str = ""
 
 
 @cache
@@ -154,6 +176,8 @@ def conversation_settings() -> ConversationSettings:
         hotel_timezone=os.environ.get("HOTEL_TIMEZONE", "").strip() or "Asia/Jakarta",
         session_grace_hours=_whole_number("SESSION_GRACE_HOURS", 12, 0, 24 * 30),
         session_max_days=_whole_number("SESSION_MAX_DAYS", 30, 1, 365),
+        ai_answers=_switch("AI_ANSWERS", True),
+        ai_model_id=os.environ.get("AI_MODEL_ID", "").strip(),
     )
 
 

@@ -100,8 +100,11 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
     user_id = guest["user_id"]
     state = auto_replies.ConversationState.of(guest)
     if attempts > 1:
-        # A photo's caption is never a command (STOP, START): those are words a guest types on their own.
-        decision = auto_replies.decide("" if message.has_media else message.text, state, policy(), now)
+        # A photo's caption is never a command (STOP, START): those are words a guest types on their own,
+        # nor a question for the hotel's knowledge: a photo is for a person to look at.
+        answer_first = _answering() and not message.has_media
+        text = "" if message.has_media else message.text
+        decision = auto_replies.decide(text, state, policy(), now, answer_first=answer_first)
     else:
         # Other messages of this guest kept changing the bot's memory under us: the message itself
         # must still be stored, so this last attempt stores it without a reply.
@@ -122,11 +125,13 @@ def receive(message: GuestMessage, attempts: int = RECEIVE_ATTEMPTS) -> Outcome:
         },
     )
     reply = _reply(decision.reply, decision.text, inbound, e164) if decision.reply and decision.text else None
-    inbound, reply = _queue(message, inbound, reply)
+    inbound, reply = _queue(message, inbound, reply, decision.to_answer)
+    # A message sent for answering waits for staff only once the answering function says so.
+    waiting_since = None if decision.to_answer else inbound.created_at
     actions = [
         store.put_new(_delivery_marker(message.event, user_id, marker_key, now)),
         store.put_new(inbound.item()),
-        stays.activity(user_id, session_id, reply or inbound, guest_waiting_since=inbound.created_at),
+        stays.activity(user_id, session_id, reply or inbound, guest_waiting_since=waiting_since),
     ]
     if reply is not None:
         actions.append(store.put_new(reply.item()))
@@ -178,12 +183,22 @@ def _reply(kind: auto_replies.ReplyKind, text: str, inbound: store.StoredMessage
     )
 
 
+def _answering() -> bool:
+    return conversation_settings().ai_answers and bool(settings().answer_queue_url)
+
+
 def _queue(
-    message: GuestMessage, inbound: store.StoredMessage, reply: store.StoredMessage | None
+    message: GuestMessage, inbound: store.StoredMessage, reply: store.StoredMessage | None, to_answer: bool
 ) -> tuple[store.StoredMessage, store.StoredMessage | None]:
-    """The webhook's one SendMessage, before the commit: a photo's or file's copy job, which carries the reply's
-    key to the outbound queue (concierge.media), or else the reply's key itself. The rows as they must be
-    written: the reply marked for the sweeper when SQS refused, the file's state."""
+    """The webhook's one SendMessage, before the commit: the message's key to the answer queue
+    (concierge.answers), a photo's or file's copy job, which carries the reply's key to the outbound queue
+    (concierge.media), or else the reply's key itself. The rows as they must be written: the message or the
+    reply marked for the sweeper when SQS refused, the file's state."""
+    if to_answer:
+        if outbox.enqueue(inbound.key, settings().answer_queue_url):
+            return inbound, reply
+        marker = {"outbox_pk": keys.UNANSWERED_OUTBOX, "outbox_sk": inbound.created_at}
+        return replace(inbound, extra={**inbound.extra, **marker}), reply
     if message.media is None:
         queued = outbox.enqueue(reply.key) if reply is not None else False
     else:

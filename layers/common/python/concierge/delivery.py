@@ -22,9 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
 
-from concierge import aws_clients, keys, outbox, pacing, store, waha
+from concierge import keys, outbox, pacing, store, waha
 from concierge.config import settings
 
 logger = Logger(child=True)
@@ -295,15 +294,7 @@ class Batch:
 
     @staticmethod
     def _delay_retry(record: dict[str, Any], delay_seconds: int) -> None:
-        try:
-            aws_clients.sqs().change_message_visibility(
-                QueueUrl=settings().outbound_queue_url,
-                ReceiptHandle=record["receiptHandle"],
-                VisibilityTimeout=min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS),
-            )
-        except (BotoCoreError, ClientError):
-            # The queue's own visibility timeout still brings the record back.
-            logger.exception("could not delay the retry")
+        outbox.retry_after(record, settings().outbound_queue_url, min(delay_seconds, MAX_VISIBILITY_SECONDS))
 
 
 def _seconds_until(moment: str) -> int:

@@ -33,6 +33,13 @@ def message_view(item: dict[str, Any]) -> dict[str, Any]:
     view["language"] = item.get("language")
     if item.get("author"):
         view["author"] = item["author"]
+    # The bot's: what kind of reply (auto_reply, answer, request...), which FAQ or department it came from.
+    for name in ("kind", "faq_id", "department"):
+        if item.get(name) and item["role"] != "Staff":
+            view[name] = item[name]
+    # A guest's message: where the answering function sent it (an answer, a department, staff).
+    if item.get("routed"):
+        view["routed"] = item["routed"]
     if item.get("last_error"):
         view["error"] = item["last_error"]
     # WhatsApp's ticks (concierge.ticks), once they came.

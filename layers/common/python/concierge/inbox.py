@@ -24,5 +24,7 @@ def _entry(session: dict[str, Any]) -> dict[str, Any]:
         "phone": phone.mask(session["phone_e164"]) if session.get("phone_e164") else None,
         "last_message": session.get("last_message"),
         "waiting_since": session.get("waiting_since"),
+        # A department's request routed by the bot ({department, text, at}), until staff reply or resolve.
+        "request": session.get("open_request"),
         "handoff_until": session.get("handoff_until"),
     }

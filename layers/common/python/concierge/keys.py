@@ -46,6 +46,8 @@ def registration_request(idempotency_key: str) -> Key:
 
 # Outbox index partition of messages that never reached the queue (see `outbox`).
 UNQUEUED_OUTBOX = "UNQUEUED"
+# The same index for guests' messages whose answer job never reached the answer queue (concierge.answers).
+UNANSWERED_OUTBOX = "UNANSWERED"
 
 # closed_sessions index partition: sessions whose messages still need their retention stamp.
 CLOSED_SESSIONS = "CLOSED"

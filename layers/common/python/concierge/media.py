@@ -253,12 +253,4 @@ class Batch:
 
 
 def _delay_retry(record: dict[str, Any], delay_seconds: int) -> None:
-    try:
-        aws_clients.sqs().change_message_visibility(
-            QueueUrl=settings().media_queue_url,
-            ReceiptHandle=record["receiptHandle"],
-            VisibilityTimeout=max(delay_seconds, 0),
-        )
-    except (BotoCoreError, ClientError):
-        # The queue's own visibility timeout still brings the record back.
-        logger.exception("could not delay the retry of a media copy")
+    outbox.retry_after(record, settings().media_queue_url, delay_seconds)

@@ -552,12 +552,7 @@ def _delay(entry: _Entry, now: float) -> int:
 
 
 def _change_visibility(record: dict[str, Any], delay: int) -> None:
-    try:
-        aws_clients.sqs().change_message_visibility(
-            QueueUrl=settings().outbound_queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=delay
-        )
-    except (BotoCoreError, ClientError):
-        logger.exception("could not delay a record waiting for its send slot")
+    outbox.retry_after(record, settings().outbound_queue_url, delay)
 
 
 def _search(earliest: float, slots: list[float], gap: float, windows: list[tuple[float, float]], lead: float) -> float:

@@ -125,7 +125,7 @@ def resolve(session_id: str) -> dict[str, Any]:
     actions = [
         store.update(
             keys.session(user_id, session_id),
-            "REMOVE handoff_until, waiting_since",
+            "REMOVE handoff_until, waiting_since, open_request",
             {":true": True},
             "is_active = :true",
         )

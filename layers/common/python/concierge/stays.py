@@ -73,7 +73,8 @@ def activity(
         sets.append("waiting_since = if_not_exists(waiting_since, :waiting)")
         values[":waiting"] = guest_waiting_since
     if staff_answered:
-        removes.append("waiting_since")
+        # Staff answered whatever was waiting, a department's request included.
+        removes += ["waiting_since", "open_request"]
     for index, (name, value) in enumerate((extra_sets or {}).items()):
         sets.append(f"{name} = :extra{index}")
         values[f":extra{index}"] = value
@@ -83,6 +84,16 @@ def activity(
         expression,
         values,
         "is_active = :true AND (attribute_not_exists(last_message_at) OR last_message_at <= :at)",
+    )
+
+
+def waiting(user_id: str, session_id: str, since: str) -> dict[str, Any]:
+    """The session's share when a guest's message waits for staff and nothing is sent: only who is waiting."""
+    return store.update(
+        keys.session(user_id, session_id),
+        "SET waiting_since = if_not_exists(waiting_since, :waiting)",
+        {":waiting": since, ":true": True},
+        "is_active = :true",
     )
 
 
