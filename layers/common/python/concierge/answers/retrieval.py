@@ -31,12 +31,17 @@ from concierge.answers.verdict import Verdict, staff
 LEXICON_FILE = Path(__file__).resolve().parent / "lexicon.toml"
 # Chosen on the sample hotel's evaluation set and checked on a second hotel's (make eval, docs/ai.md).
 MIN_COVERAGE = 0.65
-MIN_MARGIN = 0.35
+MIN_MARGIN = 0.3
 # A word the file never uses weighs this share of the rarest word's weight: it may be a detail of the
 # question ("24h", "tomorrow") or a subject the file does not cover ("halal"); either way it counts.
 UNKNOWN_WORD_FACTOR = 1.25
-# The matched words must weigh at least this much: one word every document shares is not a subject.
-MIN_MATCHED_WEIGHT = 1.0
+# The matched words must weigh at least this share of the rarest word's weight: one word every document
+# shares is not a subject. (Shares, not weights: a word's weight grows with the number of documents.)
+MIN_MATCHED_SHARE = 0.36
+# A part of a message whose words the file knows but which weigh less than this share of the rarest word's
+# together names no subject of its own ("we're leaving", "room 12"): it is left out, neither answered nor
+# sent to staff.
+SUBJECT_SHARE = 0.54
 # An answer's or reply's own words say less about what guests ask than the questions do.
 ANSWER_WORD_FACTOR = 0.3
 # How alike a misspelt word must be to one of the file's (difflib's ratio): "pasword" / "password" is 0.93.
@@ -130,6 +135,8 @@ class _Document:
     label: str
     question_forms: frozenset[str]
     answer_forms: frozenset[str]
+    # Each question or example as the forms of its words, to find the one the message is closest to.
+    examples: tuple[tuple[frozenset[str], ...], ...]
 
 
 class Retriever:
@@ -145,26 +152,26 @@ class Retriever:
             for department in knowledge.departments
         ]
         self._documents = tuple(documents)
-        self._sorted_spellings = sorted(self._spellings)
+        # A typo is corrected to a word of the file or of the hotel vocabulary ("swiming" -> "swimming").
+        self._sorted_spellings = sorted(self._spellings | set(lexicon().concepts))
         self._rarest = math.log(1 + len(documents))
         self._language_words = self._words_by_language()
 
     def _document(self, label: str, questions: dict[str, tuple[str, ...]], answer: dict[str, str]) -> _Document:
-        asked: set[str] = set()
-        for text in (text for texts in questions.values() for text in texts):
-            asked |= self._forms_of(text)
-        answered: set[str] = set()
-        for text in answer.values():
-            answered |= self._forms_of(text)
-        return _Document(label, frozenset(asked), frozenset(answered - asked))
+        examples = tuple(self._forms_of(text) for texts in questions.values() for text in texts)
+        asked = set().union(*(forms for example in examples for forms in example))
+        answered = set().union(
+            *(forms for forms in (self._forms_of(text) for text in answer.values()) for forms in forms)
+        )
+        return _Document(label, frozenset(asked), frozenset(answered - asked), examples)
 
-    def _forms_of(self, text: str) -> set[str]:
-        found: set[str] = set()
+    def _forms_of(self, text: str) -> tuple[frozenset[str], ...]:
+        found = []
         for word in words(text):
             if word not in self._hotel_words:
                 self._spellings.add(word)
-                found |= _forms(word)
-        return found
+                found.append(_forms(word))
+        return tuple(found)
 
     def _words_by_language(self) -> dict[str, frozenset[str]]:
         """Words only one language uses, in the file's questions and examples and the lexicon's fillers."""
@@ -229,16 +236,23 @@ class Retriever:
         if self._known(forms) or len(word) < MIN_TYPO_LENGTH:
             return forms
         close = difflib.get_close_matches(word, self._sorted_spellings, n=1, cutoff=TYPO_CUTOFF)
-        return _forms(close[0]) if close else forms
+        # Typing slips rarely touch the first letter; a different first letter is more often another word
+        # ("flight" is not "light").
+        return _forms(close[0]) if close and close[0][0] == word[0] else forms
 
     def _says_nothing(self, matched: list[frozenset[str]]) -> bool:
         """No word of substance: none at all, or only words the file uses everywhere ("room")."""
         if any(not self._known(forms) for forms in matched):
             return False
-        return sum(self._weight(forms) for forms in matched) < MIN_MATCHED_WEIGHT
+        return sum(self._weight(forms) for forms in matched) < SUBJECT_SHARE * self._rarest
 
     def _best(self, matched: list[frozenset[str]]) -> str | None:
-        """The one document the words are about, or None when no document clearly explains them."""
+        """The one document the words are about, or None when no document clearly explains them.
+
+        A document must explain most of the message's weight (its questions fully, its answer's words in part);
+        documents are ranked by their closest question, counting both what of the message it explains and
+        what of itself the message leaves out, so "check-out time?" prefers "What time is check-out?" to
+        "Can I have a late check-out?"."""
         weights = [self._weight(forms) for forms in matched]
         total = sum(weights)
         scored = []
@@ -249,17 +263,29 @@ class Retriever:
                     explained += weight
                 elif forms & doc.answer_forms:
                     explained += weight * ANSWER_WORD_FACTOR
-            scored.append((explained, doc.label))
+            closest = max((self._closeness(example, matched, weights) for example in doc.examples), default=0.0)
+            scored.append((closest, explained, doc.label))
         scored.sort(reverse=True)
-        best_weight, best_label = scored[0]
-        second_weight = scored[1][0] if len(scored) > 1 else 0.0
-        if (
-            best_weight < MIN_MATCHED_WEIGHT
-            or best_weight / total < MIN_COVERAGE
-            or (best_weight - second_weight) / total < MIN_MARGIN
-        ):
+        closest, explained, label = scored[0]
+        runner_up = scored[1][0] if len(scored) > 1 else 0.0
+        if explained < MIN_MATCHED_SHARE * self._rarest or explained / total < MIN_COVERAGE or closest - runner_up < MIN_MARGIN:
             return None
-        return best_label
+        return label
+
+    def _closeness(
+        self, example: tuple[frozenset[str], ...], matched: list[frozenset[str]], weights: list[float]
+    ) -> float:
+        """How alike a message part and one question are: the harmonic mean of the share of the message's weight
+        the question has and the share of the question's weight the message has."""
+        if not example:
+            return 0.0
+        example_forms = frozenset().union(*example)
+        message_forms = frozenset().union(*matched)
+        recall = sum(w for forms, w in zip(matched, weights, strict=True) if forms & example_forms) / sum(weights)
+        example_weights = [self._weight(forms) for forms in example]
+        covered = sum(w for forms, w in zip(example, example_weights, strict=True) if forms & message_forms)
+        precision = covered / sum(example_weights)
+        return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
     def _weight(self, forms: frozenset[str]) -> float:
         documents = sum(1 for doc in self._documents if forms & (doc.question_forms | doc.answer_forms))
