@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,8 @@ def _staff_models() -> tuple[type[BaseModel], ...]:
     module = importlib.util.module_from_spec(spec)
     # Registered first, as an import would: its models' annotations are resolved through the module.
     sys.modules[spec.name] = module
+    # Its init creates its AWS clients (nothing is called); they only need a region to be made, Lambda's always set.
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     spec.loader.exec_module(module)
     return (module.StaffMessage,)
 
@@ -59,6 +62,13 @@ class Media(BaseModel):
     pending: bool | None = None
 
 
+class Routed(BaseModel):
+    to: Literal["answer", "request", "staff"]
+    engine: str = Field(description="builtin or bedrock")
+    faqs: list[str] | None = Field(None, description="the FAQ ids answered, from the hotel's knowledge file")
+    department: str | None = None
+
+
 class Message(BaseModel):
     id: str
     session_id: str
@@ -72,6 +82,12 @@ class Message(BaseModel):
     delivered_at: str | None = None
     read_at: str | None = None
     media: Media | None = None
+    kind: str | None = Field(
+        None, description="a bot reply's kind: welcome, auto_reply, out_of_hours, answer, request, farewell, ..."
+    )
+    faq_id: str | None = Field(None, description="an answer's FAQ in the hotel's knowledge file")
+    department: str | None = Field(None, description="a request reply's department")
+    routed: Routed | None = Field(None, description="a guest's message: where the answering function sent it")
 
 
 class MessagesPage(BaseModel):
@@ -86,6 +102,12 @@ class LastMessage(BaseModel):
     created_at: str
 
 
+class DepartmentRequest(BaseModel):
+    department: str
+    text: str = Field(description="the guest's message, its first 100 characters")
+    at: str
+
+
 class OpenSession(BaseModel):
     session_id: str
     user_id: str
@@ -95,6 +117,9 @@ class OpenSession(BaseModel):
     last_message: LastMessage | None
     waiting_since: str | None
     handoff_until: str | None
+    request: DepartmentRequest | None = Field(
+        None, description="a request the bot routed to a department, until staff reply or resolve"
+    )
 
 
 class SessionsPage(BaseModel):

@@ -149,12 +149,14 @@ async function refreshList() {
       item.dataset.sessionId = session.session_id;
       item.setAttribute("role", "button");
       const name = element("span", "name", `${session.guest_name} · room ${session.room_number}`);
-      if (session.waiting_since) name.append(element("span", "badge", "waiting"));
+      // A request the bot routed names its department, so the right person picks it up.
+      const waitingFor = session.request ? `${session.request.department} request` : "waiting";
+      if (session.waiting_since) name.append(element("span", "badge", waitingFor));
       const last = session.last_message || {};
       item.append(name, element("span", "time", when(last.created_at)), element("span", "last", last.text || ""));
       item.setAttribute(
         "aria-label",
-        `${session.guest_name}, room ${session.room_number}${session.waiting_since ? ", waiting for staff" : ""}: ${last.text || ""}`,
+        `${session.guest_name}, room ${session.room_number}${session.waiting_since ? `, waiting for staff (${waitingFor})` : ""}: ${last.text || ""}`,
       );
       if (current && current.session_id === session.session_id) item.setAttribute("aria-current", "true");
       item.addEventListener("click", () => openChat(session));
