@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from bench.calls import count_calls
 from concierge.answers import knowledge
+from devstack.converse_sim import ConverseSimulator
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, waha_message
 
@@ -193,7 +195,7 @@ def test_a_handoff_begun_after_the_webhook_queued_the_message_keeps_the_bot_quie
     answering.answer_queued()
 
     assert [m["role"] for m in answering.conversation(guest["user_id"])][-2:] == ["User", "Staff"]
-    question = [m for m in answering.conversation(guest["user_id"]) if m["role"] == "User"][0]
+    question = next(m for m in answering.conversation(guest["user_id"]) if m["role"] == "User")
     assert question["routed"]["to"] == "staff"
 
 
@@ -266,6 +268,56 @@ def test_the_history_says_where_each_message_went(answering: Concierge) -> None:
     _say(answering, "I need more towels")
     answering.answer_queued()
 
-    question = [m for m in answering.conversation(guest["user_id"]) if m["role"] == "User"][0]
+    question = next(m for m in answering.conversation(guest["user_id"]) if m["role"] == "User")
     assert question["routed"] == {"to": "request", "engine": "builtin", "department": "housekeeping"}
     assert json.dumps(question)  # plain JSON
+
+
+@pytest.fixture
+def with_bedrock(answering: Concierge, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConverseSimulator]:
+    """AI_MODEL_ID set: the answering function asks the Converse simulator first."""
+    from concierge.answers import answering as answering_module
+    from concierge.answers import bedrock
+
+    with ConverseSimulator(hang_seconds=1.0) as simulator:
+        monkeypatch.setenv("AI_MODEL_ID", "amazon.nova-lite-v1:0")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", simulator.url)
+        monkeypatch.setenv("AI_MODEL_TIMEOUT_SECONDS", "0.3")
+        monkeypatch.setattr(answering_module, "_bedrock_resting_until", [0.0])
+        bedrock.client.cache_clear()
+        forget_cached_clients()
+        yield simulator
+        bedrock.client.cache_clear()
+
+
+def test_with_a_model_bedrock_classifies_and_sees_only_this_sessions_messages(
+    answering: Concierge, with_bedrock: ConverseSimulator
+) -> None:
+    other = _guest(answering, phone_number="081299990000", full_name="Other Guest")
+    answering.webhook(waha_message(chat_id="6281299990000@c.us", text="my secret plans"))
+    answering.answer_queued()
+    guest = _guest(answering)
+    _say(answering, "halo")
+    answering.answer_queued()
+    with_bedrock.clear()
+
+    _say(answering, "What is the wifi password?")  # a question of the file, word for word
+    answering.answer_queued()
+
+    question = [m for m in answering.conversation(guest["user_id"]) if m["role"] == "User"][-1]
+    assert question["routed"] == {"to": "answer", "engine": "bedrock", "faqs": ["wifi"]}
+    [request] = with_bedrock.requests()
+    sent = json.dumps(request["body"])
+    assert "halo" in sent and "my secret plans" not in sent
+    assert other["user_id"] != guest["user_id"]
+
+
+def test_when_bedrock_fails_the_built_in_engine_answers(answering: Concierge, with_bedrock: ConverseSimulator) -> None:
+    guest = _guest(answering)
+    with_bedrock.fail(500, times=2)
+
+    _say(answering, "wifi nya apa ya kak")
+    answering.answer_queued()
+
+    question = [m for m in answering.conversation(guest["user_id"]) if m["role"] == "User"][-1]
+    assert question["routed"] == {"to": "answer", "engine": "builtin", "faqs": ["wifi"]}
