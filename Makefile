@@ -42,9 +42,10 @@ build: $(STAMP)
 	PYENV_VERSION=$${PYENV_VERSION:-3.13.0} python3.13 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 	$(PY) tools/check_build.py .aws-sam/build
 
-## make bench: AWS calls, latency, cold init, sizes, throughput and cost -> docs/performance.md, bench/results.json
+## make bench: AWS calls, latency, cold starts (python3.13), sizes, throughput, pacing and cost -> bench/results.json,
+# rendered into docs/performance.md. One figure: $(PY) -m bench --only cold_start (see bench/__main__.py).
 bench: $(STAMP)
-	$(PY) -m bench
+	PYENV_VERSION=$${PYENV_VERSION:-3.13.0} $(PY) -m bench
 
 ## make eval: the answering engines on the labelled guest messages of tests/ai/eval -> docs/ai.md
 eval: $(STAMP)

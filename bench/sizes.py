@@ -1,9 +1,8 @@
-"""Deployment package sizes from `sam build`: each function and the layer, unzipped and zipped (DEFLATED).
+"""Deployment package sizes from `sam build` (as `make build` runs it): each function and the layer, unzipped
+and zipped (DEFLATED, as `sam deploy` uploads them).
 
-Uses .aws-sam/build when it is newer than every file it is built from. Otherwise it runs the same `sam build`
-as `make build`, once, into a directory of its own in the system temp dir (kept for the next run while it
-stays fresh), so that a stale or missing .aws-sam/build never shows in the numbers and the developer's own
-build directory is never touched.
+Uses .aws-sam/build when it is newer than every file it is built from; otherwise runs `sam build` once into a
+folder of its own under .bench/ (kept while it stays fresh), never touching the developer's build.
 """
 
 from __future__ import annotations
@@ -12,153 +11,67 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
-import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.lambda_layout import CACHE, PYTHON_VERSION
 from devstack.template import REPO_ROOT, functions
 
-DEFAULT_BUILD_DIR = REPO_ROOT / ".aws-sam" / "build"
-BENCH_BUILD_ROOT = Path(tempfile.gettempdir()) / "concierge-bench-sam"
-LAYER_ID = "CommonLayer"
-BUILD_TIMEOUT_SECONDS = 600
-# Lambda's quotas for a .zip deployment.
-UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
-ZIPPED_UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
-LARGEST_PARTS = 8
+LAYER = "CommonLayer"
+UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class PackageSize:
-    files: int
-    unzipped: int
-    zipped: int
-
-
-def _source_files() -> list[Path]:
-    roots = [REPO_ROOT / "template.yaml", REPO_ROOT / "layers", REPO_ROOT / "functions"]
-    found = []
-    for root in roots:
-        candidates = [root] if root.is_file() else root.rglob("*")
-        found += [
-            path for path in candidates if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-        ]
-    return found
-
-
-def _is_fresh(build_dir: Path) -> bool:
-    marker = build_dir / "template.yaml"
-    if not marker.is_file() or not (build_dir / LAYER_ID).is_dir():
+def _fresh(build: Path) -> bool:
+    if not (build / "template.yaml").is_file() or not (build / LAYER).is_dir():
         return False
-    built = marker.stat().st_mtime
-    return all(path.stat().st_mtime <= built for path in _source_files())
+    built = (build / "template.yaml").stat().st_mtime
+    sources = [REPO_ROOT / "template.yaml", *(REPO_ROOT / "layers").rglob("*"), *(REPO_ROOT / "functions").rglob("*")]
+    return all(path.stat().st_mtime <= built for path in sources if path.is_file() and "__pycache__" not in path.parts)
 
 
-def _run_sam_build(build_dir: Path) -> str | None:
-    """Runs `sam build` into build_dir; None when it worked, else why it did not."""
-    sam = Path(sys.executable).with_name("sam")
-    if not sam.exists():
-        return f"{sam} not found"
-    environment = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PYENV_VERSION": os.environ.get("PYENV_VERSION", "3.13.0")}
-    # --no-cached: the cached build keeps dependencies in .aws-sam/deps, which belongs to the developer.
-    command = [
-        str(sam),
-        "build",
-        "--build-dir",
-        str(build_dir),
-        "--cache-dir",
-        str(build_dir.parent / "cache"),
-        "--no-cached",
-    ]
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"sam build could not run: {error}"
-    if completed.returncode != 0:
-        return f"sam build failed ({completed.returncode}): {(completed.stderr or completed.stdout)[-600:]}"
-    return None
+def _build() -> tuple[Path, str]:
+    if _fresh(REPO_ROOT / ".aws-sam" / "build"):
+        return REPO_ROOT / ".aws-sam" / "build", "`.aws-sam/build` (newer than every source file)"
+    build = CACHE / "sam" / "build"
+    if not _fresh(build):
+        sam = Path(sys.executable).with_name("sam")
+        command = [
+            str(sam),
+            "build",
+            "--build-dir",
+            str(build),
+            "--cache-dir",
+            str(build.parent / "cache"),
+            "--no-cached",
+        ]
+        environment = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PYENV_VERSION": PYTHON_VERSION}
+        built = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise RuntimeError(f"sam build failed: {(built.stderr or built.stdout)[-1500:]}")
+    return build, f"the benchmark's own `sam build` in `{build.relative_to(REPO_ROOT)}`"
 
 
-def locate_build() -> tuple[Path | None, str]:
-    """A fresh build directory and how it was found, or None and why there is none."""
-    if _is_fresh(DEFAULT_BUILD_DIR):
-        return DEFAULT_BUILD_DIR, "`.aws-sam/build` (fresh: newer than every source file)"
-    bench_build = BENCH_BUILD_ROOT / "build"
-    reason = "missing" if not DEFAULT_BUILD_DIR.exists() else "older than its sources"
-    if _is_fresh(bench_build):
-        return bench_build, (
-            f"`.aws-sam/build` is {reason}, so the benchmark's own `sam build` in {bench_build} "
-            "(still newer than every source file)"
-        )
-    started = time.monotonic()
-    failure = _run_sam_build(bench_build)
-    if failure is not None:
-        return None, f"`.aws-sam/build` is {reason} and {failure}"
-    return bench_build, (
-        f"`.aws-sam/build` was {reason}, so `sam build` ran into {bench_build} ({time.monotonic() - started:.0f} s)"
-    )
-
-
-def measure_directory(directory: Path) -> PackageSize:
-    """Sum of file sizes, and the size of the .zip Lambda would get (DEFLATED, built in memory)."""
+def size(directory: Path) -> dict[str, int]:
     files = sorted(path for path in directory.rglob("*") if path.is_file())
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in files:
             archive.write(path, path.relative_to(directory).as_posix())
-    return PackageSize(
-        files=len(files), unzipped=sum(path.stat().st_size for path in files), zipped=len(buffer.getvalue())
-    )
-
-
-def _largest_parts(layer_python: Path) -> list[dict[str, Any]]:
-    """The layer's biggest top-level packages (with their .dist-info folded in), to show where the bytes are."""
-    sizes: dict[str, int] = {}
-    for entry in layer_python.iterdir():
-        name = entry.name.split("-", 1)[0] if entry.name.endswith(".dist-info") else entry.name.removesuffix(".py")
-        paths = [entry] if entry.is_file() else [path for path in entry.rglob("*") if path.is_file()]
-        sizes[name] = sizes.get(name, 0) + sum(path.stat().st_size for path in paths)
-    ordered = sorted(sizes.items(), key=lambda item: item[1], reverse=True)[:LARGEST_PARTS]
-    return [{"name": name, "bytes": size} for name, size in ordered]
-
-
-def _layer_layout(layer_root: Path) -> dict[str, Any]:
-    """Where `concierge` sits in the built layer: Lambda only puts /opt/python on sys.path."""
-    python_dir = layer_root / "python"
-    importable = (python_dir / "concierge" / "__init__.py").is_file()
-    nested = sorted(str(path.parent.relative_to(layer_root)) for path in layer_root.rglob("concierge/__init__.py"))
-    return {"concierge_importable": importable, "concierge_found_at": nested}
+    return {
+        "files": len(files),
+        "unzipped": sum(path.stat().st_size for path in files),
+        "zipped": len(buffer.getvalue()),
+    }
 
 
 def measure() -> dict[str, Any]:
-    build_dir, how = locate_build()
-    if build_dir is None:
-        return {"available": False, "source": how}
-    packages: dict[str, Any] = {}
-    for logical_id in [*functions(), LAYER_ID]:
-        directory = build_dir / logical_id
-        if not directory.is_dir():
-            packages[logical_id] = None
-            continue
-        size = measure_directory(directory)
-        packages[logical_id] = {"files": size.files, "unzipped": size.unzipped, "zipped": size.zipped}
-    layer = build_dir / LAYER_ID
-    return {
-        "available": True,
-        "source": how,
-        "packages": packages,
-        "layer_largest": _largest_parts(layer / "python") if (layer / "python").is_dir() else [],
-        "layer_layout": _layer_layout(layer),
-        "limits": {"unzipped": UNZIPPED_LIMIT_BYTES, "zipped_upload": ZIPPED_UPLOAD_LIMIT_BYTES},
-    }
+    build, source = _build()
+    packages = {name: size(build / name) for name in [*functions(), LAYER] if (build / name).is_dir()}
+    parts: dict[str, int] = {}
+    for entry in (build / LAYER / "python").iterdir():
+        name = entry.name.split("-")[0] if entry.name.endswith(".dist-info") else entry.name.removesuffix(".py")
+        files = [entry] if entry.is_file() else [path for path in entry.rglob("*") if path.is_file()]
+        parts[name] = parts.get(name, 0) + sum(path.stat().st_size for path in files)
+    largest = dict(sorted(parts.items(), key=lambda item: -item[1])[:8])
+    return {"source": source, "packages": packages, "layer_largest": largest, "unzipped_limit": UNZIPPED_LIMIT}

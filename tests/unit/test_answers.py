@@ -321,3 +321,17 @@ def test_when_bedrock_fails_the_built_in_engine_answers(answering: Concierge, wi
 
     question = [m for m in answering.conversation(guest["user_id"]) if m["role"] == "User"][-1]
     assert question["routed"] == {"to": "answer", "engine": "builtin", "faqs": ["wifi"]}
+
+
+def test_three_quick_lines_in_one_batch_cost_no_cancelled_transaction(answering: Concierge) -> None:
+    guest = _guest(answering)
+    for text in ("halo", "kamar saya bau", "tolong ya"):
+        _say(answering, text)
+
+    calls = count_calls(answering.answer_queued)
+
+    # Two reads for the batch, one auto-reply queued, one transaction per line (none cancelled and retried).
+    assert calls["DynamoDB.BatchGetItem"] == 2
+    assert calls["SQS.SendMessage"] == 1
+    assert calls["DynamoDB.TransactWriteItems"] == 3
+    assert [reply["kind"] for reply in _bot_replies(answering, guest["user_id"])] == ["auto_reply"]
