@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-from bench import cold_start, cost, flows, gc_freeze, latency, pacing, report, sizes, throughput
+from bench import answers, cold_start, cost, flows, gc_freeze, latency, pacing, report, sizes, throughput
 from bench.process import progress
 from bench.stack import BenchStack
 
@@ -33,6 +33,7 @@ FIGURES: dict[str, Figure] = {
     "cold_start": lambda stack, options, results: cold_start.measure(stack, options.runs, options.functions),
     "gc_freeze": lambda stack, options, results: gc_freeze.measure(stack, options.runs),
     "sizes": lambda stack, options, results: sizes.measure(),
+    "answers": lambda stack, options, results: answers.measure(),
     "cost": lambda stack, options, results: cost.measure(results),  # from `calls` and `latency`
     "pacing": lambda stack, options, results: pacing.measure(stack),
 }

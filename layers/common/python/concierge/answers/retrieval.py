@@ -144,6 +144,7 @@ class Retriever:
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
+        self._document_counts: dict[frozenset[str], int] = {}
         self._hotel_words = frozenset(words(knowledge.hotel_name))
         self._spellings: set[str] = set()
         documents = [self._document(f"faq:{faq.id}", faq.questions, faq.answer) for faq in knowledge.faqs]
@@ -228,8 +229,9 @@ class Retriever:
         return Verdict(faqs=faqs, department=departments[0] if departments else None, language=language)
 
     def _known(self, forms: frozenset[str]) -> bool:
-        return any(forms & (doc.question_forms | doc.answer_forms) for doc in self._documents)
+        return self._documents_with(forms) > 0
 
+    @cache  # noqa: B019 - one engine per container, kept for its life anyway
     def _matched(self, word: str) -> frozenset[str]:
         """The forms of a word, a typo corrected to the file's closest spelling when the file has none of them."""
         forms = _forms(word)
@@ -268,7 +270,11 @@ class Retriever:
         scored.sort(reverse=True)
         closest, explained, label = scored[0]
         runner_up = scored[1][0] if len(scored) > 1 else 0.0
-        if explained < MIN_MATCHED_SHARE * self._rarest or explained / total < MIN_COVERAGE or closest - runner_up < MIN_MARGIN:
+        if (
+            explained < MIN_MATCHED_SHARE * self._rarest
+            or explained / total < MIN_COVERAGE
+            or closest - runner_up < MIN_MARGIN
+        ):
             return None
         return label
 
@@ -287,8 +293,16 @@ class Retriever:
         precision = covered / sum(example_weights)
         return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
+    def _documents_with(self, forms: frozenset[str]) -> int:
+        # Memoised per container: a guest's words repeat across messages, and each is asked about often.
+        count = self._document_counts.get(forms)
+        if count is None:
+            count = sum(1 for doc in self._documents if forms & (doc.question_forms | doc.answer_forms))
+            self._document_counts[forms] = count
+        return count
+
     def _weight(self, forms: frozenset[str]) -> float:
-        documents = sum(1 for doc in self._documents if forms & (doc.question_forms | doc.answer_forms))
+        documents = self._documents_with(forms)
         if documents == 0:
             return self._rarest * UNKNOWN_WORD_FACTOR
         return math.log(1 + len(self._documents) / documents)
