@@ -880,6 +880,9 @@ UNSET_LOCALLY = (
     # The built-in engine answers the demo unless a developer's .env turns Bedrock on.
     "AI_MODEL_ID",
     "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    # `make demo`'s AI step asks the sample hotel's questions, with answering on.
+    "AI_ANSWERS",
+    "KNOWLEDGE_FILE",
 )
 
 
@@ -979,8 +982,10 @@ def test_make_run_writes_where_it_runs_for_the_other_commands(make_run: MakeRun)
 
 def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) -> None:
     """`make demo` without any port settings (here: wrong ones) reaches the running stack through its state file,
-    and tells the guide's tests and a whole stay: three lines and one reply, a staff reply READ, a check-out; then
-    a guest with a UK number answered in English, and her photo copied, linked in the history and served."""
+    and tells the guide's tests and a whole stay: three lines and one reply; the AI concierge answering a question
+    from the sample hotel's file, routing a towel request to housekeeping and leaving a question the file cannot
+    answer to staff; a staff reply READ that closes the request, a check-out; then a guest with a UK number
+    answered in English, and her photo copied, linked in the history and served."""
     make_run.state()
 
     demo = make_run.run("devstack.demo", API_PORT="1", WAHA_SIM_PORT="1", API_KEY="wrong-key")
@@ -988,6 +993,15 @@ def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Both manual tests passed" in demo.stdout
     assert "The guest wrote 3 lines; the bot replied once." in demo.stdout
+    # The AI concierge: the file's answer, housekeeping's request on the waiting list, the rest left to staff.
+    assert 'routed {"to": "answer", "engine": "builtin", "faqs": ["wifi"]}' in demo.stdout
+    assert "Guest Wi-Fi: CENDANA-GUEST, password: cendana2026." in demo.stdout
+    assert "The file's answer to 'wifi', word for word, went out on WhatsApp." in demo.stdout
+    assert 'request: {"department": "housekeeping", "text": "Could I get two more towels please?"' in demo.stdout
+    halal = demo.stdout.partition("'Is there a halal restaurant nearby?' -> HTTP 200")[2]
+    assert halal.startswith('\n     the history\'s line: routed {"to": "staff"'), demo.stdout
+    assert "the bot's reply: none\n" in halal and "The conversation waits for staff." in halal
+    assert "The staff reply answered the request for housekeeping too (request: null)." in demo.stdout
     assert "history: READ (read_at " in demo.stdout
     assert '"is_active": false' in demo.stdout
     assert "-> HTTP 201, language 'en'" in demo.stdout
@@ -998,6 +1012,7 @@ def test_make_demo_finds_the_ports_make_run_was_started_with(make_run: MakeRun) 
     assert "(presigned, valid 900 s)" in demo.stdout
     assert f"GET <url> -> HTTP 200, {size[1]} bytes (image/jpeg)" in demo.stdout
     assert "her farewell went out in English" in demo.stdout
+    assert "a towel request sent to housekeeping, a question the file\ncannot answer left to staff" in demo.stdout
     assert "an English-speaking guest answered in English, and her photo kept and linked" in demo.stdout
 
 

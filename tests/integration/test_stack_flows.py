@@ -1,7 +1,7 @@
 """The whole local stack as `make run` starts it (moto, WAHA simulator, API emulation, SQS poller, real handlers),
 driven over real HTTP: the guide's flows, the API key, WAHA's HMAC, retries into the dead-letter queue, redrive
 and the outbox sweeper; conversations (one reply to quick lines, staff replies and handoff, the hotel's own
-phone, ticks, the list of open conversations, check-out).
+phone, ticks, the list of open conversations, check-out); the AI concierge answering from the sample hotel's file.
 
 One stack serves the whole file. Each test registers its own guest (its own phone number), so tests do not see
 each other's messages; a WAHA fault is switched back to "ok" by the fixture that set it, and so are the
@@ -14,6 +14,7 @@ import base64
 import itertools
 import json
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from concierge.phone import chat_id, to_e164
 from concierge.store import PENDING, StoredMessage, iso, to_item
 from concierge.templates import auto_reply, farewell, welcome
 from devstack.redrive import queue_depth, redrive
-from devstack.stack import LocalStack, StackConfig
+from devstack.stack import SAMPLE_KNOWLEDGE_FILE, LocalStack, StackConfig
 from devstack.waha_sim import webhook_hmac
 from tests.driver import GUEST, waha_message
 
@@ -351,9 +352,9 @@ def test_webhook_signed_with_the_hmac_key_is_accepted(running: RunningStack) -> 
     # WHEN it is posted to the webhook
     status = running.post_webhook(raw, signed)
 
-    # THEN it is taken, and the guest's message and the reply are stored
+    # THEN it is taken, and the guest's message and the reply (decided after the webhook answered) are stored
     assert status == 200
-    conversation = running.conversation(registration["user_id"])
+    conversation = eventually(lambda: delivered(running, registration["user_id"], 3), "the auto-reply SENT")
     assert [(m["role"], m["text"]) for m in conversation[1:]] == [("User", "Signed hello"), ("System", auto_reply())]
 
 
@@ -523,15 +524,20 @@ def test_message_from_the_hotels_phone_is_stored_as_staff_and_not_answered(runni
 
 def test_sessions_list_shows_open_conversations_and_who_is_waiting(running: RunningStack) -> None:
     """GET /api/v1/sessions lists open stays, newest activity first; `waiting` keeps those staff owe an answer."""
-    # GIVEN a guest who has not written, and one who has (and got the auto-reply, which answers no one)
+    # GIVEN a guest who has not written, and one who has written what the hotel's file does not answer (the
+    # answering function hands it to staff; the auto-reply it sends answers no one)
     _, quiet = registered(running)
     writer, waiting = registered(running)
-    running.guest_writes(writer["phone_number"], "Is the pool open?")
+    running.guest_writes(writer["phone_number"], "Hello, I need help")
+
+    def writer_waiting() -> list[dict[str, Any]]:
+        listed = running.sessions("waiting")
+        return listed if waiting["session_id"] in [entry["session_id"] for entry in listed] else []
 
     # WHEN the front desk lists the conversations, answers the waiting guest, and lists them again
+    waiting_before = eventually(writer_waiting, "the writer on the waiting list")
     open_before = running.sessions("open")
-    waiting_before = running.sessions("waiting")
-    assert running.staff_reply(waiting["session_id"], "Until 21:00.")[0] == 202
+    assert running.staff_reply(waiting["session_id"], "How can we help?")[0] == 202
     open_after = [entry["session_id"] for entry in running.sessions("open")]
     waiting_after = [entry["session_id"] for entry in running.sessions("waiting")]
 
@@ -544,9 +550,49 @@ def test_sessions_list_shows_open_conversations_and_who_is_waiting(running: Runn
     assert (entry["guest_name"], entry["room_number"], entry["user_id"]) == ("Test Guest", "101", waiting["user_id"])
     assert entry["phone"].endswith(writer["phone_number"][-4:]) and writer["phone_number"][-8:] not in entry["phone"]
     assert entry["last_message"]["role"] in ("User", "System")
+    assert entry["request"] is None  # waiting for staff, not for a department
     assert quiet["session_id"] not in [entry["session_id"] for entry in waiting_before]
     assert {waiting["session_id"], quiet["session_id"]} <= set(open_after)
     assert waiting["session_id"] not in waiting_after
+
+
+def test_the_ai_concierge_answers_from_the_hotels_file_and_routes_a_request(running: RunningStack) -> None:
+    """With make run's hotel file (the sample hotel's), a question it answers gets that FAQ's answer on WhatsApp as
+    written, and nobody waits; a towel request gets housekeeping's reply and waits on the list for housekeeping."""
+    # GIVEN a registered guest, and the sample hotel's file the stack answers from
+    assert running.stack.function_environment["KNOWLEDGE_FILE"] == str(SAMPLE_KNOWLEDGE_FILE)
+    hotel = tomllib.loads(SAMPLE_KNOWLEDGE_FILE.read_text(encoding="utf-8"))
+    wifi = next(faq for faq in hotel["faq"] if faq["id"] == "wifi")
+    housekeeping = next(request for request in hotel["request"] if request["department"] == "housekeeping")
+    guest, registration = registered(running)
+
+    def sent(count: int) -> list[str]:
+        texts = running.sent_to(chat_of(guest))
+        return texts if len(texts) == count else []
+
+    # WHEN they ask for the wifi in Indonesian slang
+    running.guest_writes(guest["phone_number"], "wifi nya apa ya kak?")
+
+    # THEN WhatsApp gets the file's Indonesian answer, word for word, and nobody is left waiting
+    assert eventually(lambda: sent(2), "the answer at WAHA")[1] == wifi["answer"]["id"]
+    waiting = [entry["session_id"] for entry in running.sessions("waiting")]
+    assert registration["session_id"] not in waiting
+
+    # WHEN they then ask for towels in English
+    running.guest_writes(guest["phone_number"], "Could I get two more towels please?")
+
+    # THEN housekeeping's English reply reaches WhatsApp, and the conversation waits for housekeeping
+    assert eventually(lambda: sent(3), "the request's reply at WAHA")[2] == housekeeping["reply"]["en"]
+    (entry,) = [entry for entry in running.sessions("waiting") if entry["session_id"] == registration["session_id"]]
+    assert entry["request"]["department"] == "housekeeping"
+    assert entry["request"]["text"] == "Could I get two more towels please?"
+    conversation = running.conversation(registration["user_id"])
+    assert [line["routed"]["to"] for line in by_role(conversation, "User")] == ["answer", "request"]
+    replies = by_role(conversation, "System")[1:]
+    assert [(m["kind"], m.get("faq_id"), m.get("department")) for m in replies] == [
+        ("answer", "wifi", None),
+        ("request", None, "housekeeping"),
+    ]
 
 
 def test_checkout_sends_the_farewell_and_a_later_message_finds_no_active_session(running: RunningStack) -> None:

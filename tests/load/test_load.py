@@ -320,11 +320,14 @@ class Aws:
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def wait_for_empty_queue(self, deadline: float) -> int:
-        """Every webhook queued its reply before answering, so an empty queue means the sender is done."""
-        depth = self.depth(self.resources.outbound_queue_url)
+        """Every webhook queued its message for answering (or its reply) before answering WAHA, and the answering
+        function queues a reply before it commits it, so both queues empty, in that order, mean the sender is done.
+        """
+        queues = [self.resources.queue_urls["AnswerQueue"], self.resources.outbound_queue_url]
+        depth = sum(self.depth(url) for url in queues)
         while depth and time.monotonic() < deadline:
             time.sleep(0.25)
-            depth = self.depth(self.resources.outbound_queue_url)
+            depth = sum(self.depth(url) for url in queues)
         return depth
 
     def send_attempts(self) -> list[int]:

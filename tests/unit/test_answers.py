@@ -4,6 +4,7 @@ department, everything else to staff with the guide's auto-reply; the webhook ne
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
@@ -335,3 +336,19 @@ def test_three_quick_lines_in_one_batch_cost_no_cancelled_transaction(answering:
     assert calls["SQS.SendMessage"] == 1
     assert calls["DynamoDB.TransactWriteItems"] == 3
     assert [reply["kind"] for reply in _bot_replies(answering, guest["user_id"])] == ["auto_reply"]
+
+
+def test_a_job_whose_message_is_never_written_is_dropped_on_its_last_receive(answering: Concierge) -> None:
+    from concierge.answers.answering import AnswerLater, Batch
+
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "gone",
+        "body": json.dumps({"pk": "USER#nobody", "sk": "MSG#2026-01-01T00:00:00.000000Z#x"}),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+    }
+    with pytest.raises(AnswerLater):
+        Batch([record]).answer(record)  # young: the webhook may still be committing it
+
+    last = {**record, "attributes": {**record["attributes"], "ApproximateReceiveCount": "5"}}
+    assert Batch([last]).answer(last) == "missing"  # not sent to the dead-letter queue for nothing

@@ -160,9 +160,10 @@ def _read_stays(message_keys: list[keys.Key]) -> dict[tuple[str, str], _Stay | s
 def _missing(key: keys.Key, record: dict[str, Any]) -> str:
     attributes = record.get("attributes", {})
     sent_millis = int(attributes.get("SentTimestamp") or 0)
-    if datetime.now(UTC).timestamp() - sent_millis / 1000 < UNCOMMITTED_WINDOW_SECONDS:
+    receive_count = int(attributes.get("ApproximateReceiveCount") or 1)
+    last_receive = receive_count >= settings().answer_max_receive_count
+    if datetime.now(UTC).timestamp() - sent_millis / 1000 < UNCOMMITTED_WINDOW_SECONDS and not last_receive:
         # The webhook queues the key before it commits the row: look again after 1 s, 2 s, 4 s...
-        receive_count = int(attributes.get("ApproximateReceiveCount") or 1)
         outbox.retry_after(record, settings().answer_queue_url, UNCOMMITTED_RETRY_SECONDS * 2 ** (receive_count - 1))
         raise AnswerLater("message row not written yet")
     # Its webhook transaction was cancelled (a redelivery stored by another copy), or the guest was erased.
