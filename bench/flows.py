@@ -86,7 +86,7 @@ hotel_message | Webhook, the hotel's own message (message.any, fromMe) | Query B
   not one of our sends: stored as Staff, nothing queued
 own_echo | Webhook, our own send echoed (message.any, fromMe) | Query | the waha_ids Query finds it: nothing else
 session_status | Webhook, `session.status` | UpdateItem | conditional on no newer status stored
-health | Health | BatchGetItem GetQueueAttributes*4 | the sessions' status items, four queues
+health | Health | BatchGetItem GetQueueAttributes*6 | the sessions' status items, six queues
 history | History page (50 messages) | Query |
 history_unknown | History of an id no guest has (404) | Query GetItem | an unknown user or one without messages?
 inbound_photo | Inbound photo | BatchGetItem SendMessage TransactWriteItems | SendMessage: the copy job, with the reply

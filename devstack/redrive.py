@@ -1,4 +1,5 @@
-"""`python -m devstack.redrive` (make redrive): moves every dead-lettered WhatsApp message back to the outbound queue.
+"""`python -m devstack.redrive` (make redrive): moves every dead-lettered WhatsApp message back to the outbound queue;
+with `--queue answers`, every dead-lettered answer job back to the answer queue.
 
 A message lands in the dead-letter queue after its last failed send (the row is then FAILED). Once WAHA works
 again, moving the records back makes the sender try each one again from a fresh receive count.
@@ -12,7 +13,8 @@ it sends it and skips one already SENT, so two records of one message send it on
 Where the queues are:
   local stack (default): AWS_ENDPOINT_URL, else http://127.0.0.1:{MOTO_PORT or 5000}, and the queues devstack
       creates, `{RESOURCE_PREFIX or concierge}-OutboundQueue` and `...-OutboundDeadLetterQueue`;
-  --stack-name NAME: the deployed stack's outputs OutboundQueueUrl and OutboundDeadLetterQueueUrl (ordinary AWS
+  --stack-name NAME: the deployed stack's outputs OutboundQueueUrl and OutboundDeadLetterQueueUrl (with
+      `--queue answers`, AnswerQueueUrl and AnswerDeadLetterQueueUrl) (ordinary AWS
       credentials and region);
   --queue-url / --dlq-url: given directly (either one overrides what the options above found).
 """
@@ -34,10 +36,28 @@ from devstack.__main__ import load_env_file
 
 LOG = logging.getLogger(__name__)
 
-QUEUE_LOGICAL_ID = "OutboundQueue"
-DEAD_LETTER_QUEUE_LOGICAL_ID = "OutboundDeadLetterQueue"
-QUEUE_OUTPUT = "OutboundQueueUrl"
-DEAD_LETTER_QUEUE_OUTPUT = "OutboundDeadLetterQueueUrl"
+
+@dataclass(frozen=True)
+class Queues:
+    """A queue and its dead-letter queue: their logical ids in template.yaml and the stack's outputs naming them."""
+
+    logical_id: str
+    dead_letter_logical_id: str
+    output: str
+    dead_letter_output: str
+    what: str
+
+
+# --queue: WhatsApp messages that failed every send (the default), or guests' messages the answering function
+# failed on every receive (their answers, request replies or hand-over to staff were never decided).
+QUEUES = {
+    "outbound": Queues(
+        "OutboundQueue", "OutboundDeadLetterQueue", "OutboundQueueUrl", "OutboundDeadLetterQueueUrl", "message"
+    ),
+    "answers": Queues(
+        "AnswerQueue", "AnswerDeadLetterQueue", "AnswerQueueUrl", "AnswerDeadLetterQueueUrl", "answer job"
+    ),
+}
 DEFAULT_MOTO_PORT = 5000
 DEFAULT_PREFIX = "concierge"
 DEFAULT_REGION = "us-east-1"
@@ -140,9 +160,10 @@ def _local_target(arguments: argparse.Namespace) -> Target:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106
     )
+    queues = QUEUES[arguments.queue]
     try:
-        dlq_url = arguments.dlq_url or _queue_url(sqs, f"{prefix}-{DEAD_LETTER_QUEUE_LOGICAL_ID}")
-        queue_url = arguments.queue_url or _queue_url(sqs, f"{prefix}-{QUEUE_LOGICAL_ID}")
+        dlq_url = arguments.dlq_url or _queue_url(sqs, f"{prefix}-{queues.dead_letter_logical_id}")
+        queue_url = arguments.queue_url or _queue_url(sqs, f"{prefix}-{queues.logical_id}")
     except BotoCoreError as error:
         raise RedriveError(
             f"cannot reach the local AWS endpoint {endpoint} ({error}); start the stack with `make run` "
@@ -150,7 +171,7 @@ def _local_target(arguments: argparse.Namespace) -> Target:
         ) from error
     except ClientError as error:
         raise RedriveError(
-            f"the queues {prefix}-{QUEUE_LOGICAL_ID} / {prefix}-{DEAD_LETTER_QUEUE_LOGICAL_ID} are not at {endpoint} "
+            f"the queues {prefix}-{queues.logical_id} / {prefix}-{queues.dead_letter_logical_id} are not at {endpoint} "
             f"({error.response['Error'].get('Code')}); is RESOURCE_PREFIX the one the stack uses?"
         ) from error
     return Target(sqs, dlq_url, queue_url, f"local stack at {endpoint}")
@@ -166,11 +187,13 @@ def _stack_outputs(stack_name: str, region: str | None) -> dict[str, str]:
 
 
 def _deployed_target(arguments: argparse.Namespace) -> Target:
+    queues = QUEUES[arguments.queue]
     outputs = _stack_outputs(arguments.stack_name, arguments.region) if arguments.stack_name else {}
-    dlq_url = arguments.dlq_url or outputs.get(DEAD_LETTER_QUEUE_OUTPUT)
-    queue_url = arguments.queue_url or outputs.get(QUEUE_OUTPUT)
+    dlq_url = arguments.dlq_url or outputs.get(queues.dead_letter_output)
+    queue_url = arguments.queue_url or outputs.get(queues.output)
     if not dlq_url or not queue_url:
-        missing = [name for name, url in ((DEAD_LETTER_QUEUE_OUTPUT, dlq_url), (QUEUE_OUTPUT, queue_url)) if not url]
+        named = ((queues.dead_letter_output, dlq_url), (queues.output, queue_url))
+        missing = [name for name, url in named if not url]
         raise RedriveError(f"stack {arguments.stack_name} has no output {' or '.join(missing)}")
     sqs = boto3.client("sqs", region_name=arguments.region)
     where = f"stack {arguments.stack_name}" if arguments.stack_name else "the given queues"
@@ -180,12 +203,20 @@ def _deployed_target(arguments: argparse.Namespace) -> Target:
 def _parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.redrive",
-        description="Move every dead-lettered WhatsApp message back to the outbound queue.",
+        description="Move every dead-lettered WhatsApp message (or answer job) back to its queue.",
+    )
+    parser.add_argument(
+        "--queue",
+        choices=sorted(QUEUES),
+        default="outbound",
+        help="outbound: WhatsApp messages (default); answers: guests' messages the answering function failed on",
     )
     parser.add_argument("--stack-name", help="a deployed stack: read the queue URLs from its outputs")
     parser.add_argument("--region", help="AWS region of the deployed stack (default: your AWS configuration)")
     parser.add_argument("--dlq-url", help="the dead-letter queue's URL")
-    parser.add_argument("--queue-url", help="the outbound queue's URL")
+    parser.add_argument(
+        "--queue-url", help="the queue's URL (the outbound queue's, or with --queue answers the answer queue's)"
+    )
     return parser.parse_args(argv)
 
 
@@ -204,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BotoCoreError, ClientError) as error:
         print(f"redrive: {error}", file=sys.stderr)
         return 1
-    print(f"Moved {moved} message(s) from the dead-letter queue back to the outbound queue ({target.where}).")
+    what = QUEUES[arguments.queue].what
+    print(f"Moved {moved} {what}(s) from the dead-letter queue back to the {arguments.queue} queue ({target.where}).")
     print(f"  from: {target.dlq_url}\n  to:   {target.queue_url}")
     if left:
         # SQS's counts lag by up to a minute, so this is a hint to look again, not a failure of the run.

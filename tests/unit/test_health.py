@@ -23,6 +23,8 @@ def concierge_health(concierge: Concierge, aws: LocalResources, monkeypatch: pyt
     """The system with the health function's own variables set, as the template sets them."""
     monkeypatch.setenv("OUTBOUND_DEAD_LETTER_QUEUE_URL", aws.dead_letter_queue_url)
     monkeypatch.setenv("MEDIA_DEAD_LETTER_QUEUE_URL", aws.queue_urls["MediaDeadLetterQueue"])
+    monkeypatch.setenv("ANSWER_QUEUE_URL", aws.queue_urls["AnswerQueue"])
+    monkeypatch.setenv("ANSWER_DEAD_LETTER_QUEUE_URL", aws.queue_urls["AnswerDeadLetterQueue"])
     forget_cached_clients()
     return concierge
 
@@ -153,6 +155,8 @@ def test_health_shows_queue_depths_and_is_degraded_until_every_session_works(con
         "dead_letter": {"waiting": 0, "in_flight": 0, "delayed": 0},
         "media": {"waiting": 0, "in_flight": 0, "delayed": 0},
         "media_dead_letter": {"waiting": 0, "in_flight": 0, "delayed": 0},
+        "answers": {"waiting": 0, "in_flight": 0, "delayed": 0},
+        "answers_dead_letter": {"waiting": 0, "in_flight": 0, "delayed": 0},
     }
     assert after["status"] == "ok"
 
@@ -200,7 +204,8 @@ def test_dead_lettered_copy_jobs_make_health_degraded(concierge_health: Concierg
 
 
 def test_health_reads_the_queues_the_template_gives_it() -> None:
-    """The deployed function gets the media queues' URLs and may read those four queues' attributes, no more."""
+    """The deployed function gets the media and answer queues' URLs and may read those six queues' attributes, no
+    more."""
     from devstack.template import functions, load_template
 
     environment = functions()["HealthFunction"].environment
@@ -209,7 +214,10 @@ def test_health_reads_the_queues_the_template_gives_it() -> None:
 
     assert environment["MEDIA_QUEUE_URL"] == {"Ref": "MediaQueue"}
     assert environment["MEDIA_DEAD_LETTER_QUEUE_URL"] == {"Ref": "MediaDeadLetterQueue"}
+    assert environment["ANSWER_DEAD_LETTER_QUEUE_URL"] == {"Ref": "AnswerDeadLetterQueue"}
     assert sorted(arn["Fn::GetAtt"][0] for arn in sqs["Resource"]) == [
+        "AnswerDeadLetterQueue",
+        "AnswerQueue",
         "MediaDeadLetterQueue",
         "MediaQueue",
         "OutboundDeadLetterQueue",
@@ -228,11 +236,25 @@ def test_health_lists_every_served_session(concierge_health: Concierge, monkeypa
     assert [(s["session"], s["status"]) for s in sessions] == [("default", None), ("lobby", "WORKING")]
 
 
-def test_health_costs_one_read_and_four_queue_lookups(concierge_health: Concierge) -> None:
-    """One BatchGetItem for the sessions' statuses, one GetQueueAttributes per queue (outbound, media, their DLQs)."""
+def test_health_costs_one_read_and_six_queue_lookups(concierge_health: Concierge) -> None:
+    """One BatchGetItem for the sessions' statuses, one GetQueueAttributes per queue (outbound, media, answers,
+    their DLQs)."""
     calls = count_calls(concierge_health.health)
 
-    assert calls == Counter({"DynamoDB.BatchGetItem": 1, "SQS.GetQueueAttributes": 4})
+    assert calls == Counter({"DynamoDB.BatchGetItem": 1, "SQS.GetQueueAttributes": 6})
+
+
+def test_an_unanswered_guest_message_makes_health_degraded(concierge_health: Concierge, aws: LocalResources) -> None:
+    """A job in the answer dead-letter queue is a guest's message nobody was told about: `degraded`."""
+    concierge_health.webhook(waha_session_status("WORKING"))
+    concierge_health.sqs.send_message(
+        QueueUrl=aws.queue_urls["AnswerDeadLetterQueue"], MessageBody='{"pk": "x", "sk": "y"}'
+    )
+
+    _, body = concierge_health.health()
+
+    assert body["queues"]["answers_dead_letter"]["waiting"] == 1
+    assert body["status"] == "degraded"
 
 
 def test_health_is_a_route_that_needs_the_api_key() -> None:

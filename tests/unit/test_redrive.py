@@ -87,3 +87,28 @@ def test_record_whose_send_fails_stays_in_the_dead_letter_queue(sqs: Any) -> Non
     assert moved == 0
     assert _drain(sqs, queue_url) == []
     assert queue_depth(sqs, dlq_url) == 1
+
+
+def test_answer_jobs_are_redriven_to_the_answer_queue_of_a_deployed_stack(
+    sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--queue answers` finds the answer queues through the stack's outputs and moves the jobs back there."""
+    from devstack.redrive import main
+
+    template = {
+        "Resources": {"AnswerQueue": {"Type": "AWS::SQS::Queue"}, "AnswerDeadLetterQueue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "AnswerQueueUrl": {"Value": {"Ref": "AnswerQueue"}},
+            "AnswerDeadLetterQueueUrl": {"Value": {"Ref": "AnswerDeadLetterQueue"}},
+        },
+    }
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    cloudformation.create_stack(StackName="concierge", TemplateBody=json.dumps(template))
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cloudformation.describe_stacks()["Stacks"][0]["Outputs"]}
+    sqs.send_message(QueueUrl=outputs["AnswerDeadLetterQueueUrl"], MessageBody='{"pk":"USER#1","sk":"MSG#1"}')
+
+    status = main(["--queue", "answers", "--stack-name", "concierge", "--region", "us-east-1"])
+
+    assert status == 0
+    assert _drain(sqs, outputs["AnswerQueueUrl"]) == ['{"pk":"USER#1","sk":"MSG#1"}']
+    assert "Moved 1 answer job(s)" in capsys.readouterr().out

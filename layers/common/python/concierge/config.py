@@ -92,6 +92,8 @@ class Settings:
     # Guests' messages waiting for an answer from the hotel's knowledge (concierge.answers); empty: none queued.
     answer_queue_url: str = ""
     answer_max_receive_count: int = 5
+    # Only the health answer reads it (guests' messages the answering function failed on every receive).
+    answer_dead_letter_queue_url: str = ""
 
     def __post_init__(self) -> None:
         if not self.waha_sessions:
@@ -128,6 +130,7 @@ def settings() -> Settings:
         media_max_receive_count=int(os.environ.get("MEDIA_MAX_RECEIVE_COUNT", "6")),
         answer_queue_url=os.environ.get("ANSWER_QUEUE_URL", ""),
         answer_max_receive_count=int(os.environ.get("ANSWER_MAX_RECEIVE_COUNT", "5")),
+        answer_dead_letter_queue_url=os.environ.get("ANSWER_DEAD_LETTER_QUEUE_URL", ""),
     )
 
 

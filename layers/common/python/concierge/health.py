@@ -1,5 +1,5 @@
 """What an operator checks first: is each WhatsApp account working, and are messages and guests' files leaving or
-piling up."""
+piling up, and whether guests' messages are being answered."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _queue_depth(queue_url: str) -> dict[str, int]:
 
 
 def report() -> dict[str, Any]:
-    """Each WAHA session's last status and the four queues' depths: one BatchGetItem and four GetQueueAttributes."""
+    """Each WAHA session's last status and the six queues' depths: one BatchGetItem and six GetQueueAttributes."""
     config = settings()
     queue_urls = {
         "outbound": config.outbound_queue_url,
@@ -30,17 +30,18 @@ def report() -> dict[str, Any]:
         # Copy jobs of guests' files; a job in its dead-letter queue may hold the bot's reply to that message.
         "media": config.media_queue_url,
         "media_dead_letter": config.media_dead_letter_queue_url,
+        # Guests' messages waiting for the answering function; one in its dead-letter queue was never answered.
+        "answers": config.answer_queue_url,
+        "answers_dead_letter": config.answer_dead_letter_queue_url,
     }
     if not all(queue_urls.values()):
-        raise MissingSetting(
-            "OUTBOUND_QUEUE_URL, OUTBOUND_DEAD_LETTER_QUEUE_URL, MEDIA_QUEUE_URL and MEDIA_DEAD_LETTER_QUEUE_URL"
-            " must all be set"
-        )
+        missing = ", ".join(name for name, url in queue_urls.items() if not url)
+        raise MissingSetting(f"the health answer needs every queue's URL; missing: {missing}")
     sessions = waha_sessions.latest(config.waha_sessions)
     queues = {name: _queue_depth(url) for name, url in queue_urls.items()}
     # Degraded: an account that cannot send (or never said it can), messages that failed every retry, or copy
     # jobs that did.
     healthy = all(session["status"] == waha_sessions.WORKING for session in sessions) and not any(
-        any(queues[name].values()) for name in ("dead_letter", "media_dead_letter")
+        any(queues[name].values()) for name in ("dead_letter", "media_dead_letter", "answers_dead_letter")
     )
     return {"status": "ok" if healthy else "degraded", "waha_sessions": sessions, "queues": queues}
