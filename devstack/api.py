@@ -93,9 +93,13 @@ def _authorizer_function(api_auth: Mapping[str, Any], name: str) -> str:
     if config.get("FunctionPayloadType") != "REQUEST":
         raise ValueError(f"authorizer {name}: the local API runs REQUEST authorizers only")
     arn = config["FunctionArn"]
+    # The function itself (!GetAtt <Function>.Arn) or its AutoPublishAlias (!Ref <Function>.Alias): the same code here.
+    alias = arn.get("Ref") if isinstance(arn, Mapping) else None
+    if isinstance(alias, str) and alias.endswith(".Alias"):
+        return alias.removesuffix(".Alias")
     target = arn.get("Fn::GetAtt") if isinstance(arn, Mapping) else None
     if target is None:
-        raise ValueError(f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn")
+        raise ValueError(f"authorizer {name}: FunctionArn must be !GetAtt <Function>.Arn or !Ref <Function>.Alias")
     return target[0] if isinstance(target, list) else str(target).split(".", 1)[0]
 
 

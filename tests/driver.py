@@ -258,6 +258,13 @@ class Concierge:
         event["requestContext"]["authorizer"] = {"via": "staff", "author": author, "principalId": "staff-sub"}
         return self._call("ConversationsFunction", event)
 
+    def request(self, function: str, sample: str, method: str, path: str) -> tuple[int, Any]:
+        """Any method and path handed to an HTTP function (its sample event otherwise), as API Gateway would if
+        its routes and the function's ever disagreed."""
+        event = api_event(sample, path=path)
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+        return self._call(function, event)
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value)

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from concierge import init_phase
 from concierge.answers.answering import Batch
 
 logger = Logger()
@@ -31,3 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return outcome
 
     return process_partial_response(event=event, record_handler=answer, processor=processor, context=context)
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

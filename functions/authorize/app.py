@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import staff_auth
+from concierge import init_phase, staff_auth
 
 logger = Logger()
 
@@ -43,3 +43,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Why, for the logs only; the caller gets API Gateway's 401 and nothing about the token.
         logger.info("Refused a token", extra={"reason": refused.reason, "resource": event.get("resource")})
         raise Exception(staff_auth.UNAUTHORIZED) from None
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

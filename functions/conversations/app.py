@@ -6,15 +6,17 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from concierge import api, inbox, staff, store
+from concierge import api, aws_clients, inbox, init_phase, staff, store
 
 logger = Logger()
 app = api.create_resolver()
+# Made during init rather than by the first request (and held by a SnapStart snapshot).
+aws_clients.dynamodb()
+aws_clients.sqs()
 
 UNKNOWN_SESSION = "no session has this session_id"
 
@@ -71,7 +73,7 @@ def _text(request: StaffMessage) -> str:
 
 
 @app.get("/api/v1/sessions")
-def sessions() -> Response:
+def sessions() -> api.Response:
     status = app.current_event.get_query_string_value("status") or "open"
     if status not in inbox.STATUSES:
         raise api.ApiError(400, "bad_request", "status must be open or waiting", [{"field": "status"}])
@@ -85,7 +87,7 @@ def sessions() -> Response:
 
 
 @app.post("/api/v1/sessions/<session_id>/messages")
-def staff_message(session_id: str) -> Response:
+def staff_message(session_id: str) -> api.Response:
     request = api.parse(StaffMessage, api.json_object(app))
     text = _text(request)
     api.uuid_parameter(session_id, UNKNOWN_SESSION)
@@ -102,7 +104,7 @@ def staff_message(session_id: str) -> Response:
 
 
 @app.post("/api/v1/sessions/<session_id>/resolve")
-def resolve(session_id: str) -> Response:
+def resolve(session_id: str) -> api.Response:
     api.uuid_parameter(session_id, UNKNOWN_SESSION)
     try:
         return api.json_response(200, staff.resolve(session_id))
@@ -113,7 +115,7 @@ def resolve(session_id: str) -> Response:
 
 
 @app.post("/api/v1/guests/<user_id>/checkout")
-def checkout(user_id: str) -> Response:
+def checkout(user_id: str) -> api.Response:
     unknown = "no guest has this user_id"
     api.uuid_parameter(user_id, unknown)
     try:
@@ -127,3 +129,7 @@ def checkout(user_id: str) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

@@ -11,14 +11,16 @@ import uuid
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import api, erasure
+from concierge import api, aws_clients, erasure, init_phase
 
 logger = Logger()
 app = api.create_resolver()
+# Made during init rather than by the first request (and held by a SnapStart snapshot).
+aws_clients.dynamodb()
+aws_clients.s3()
 
 
 def _is_user_id(text: str) -> bool:
@@ -30,7 +32,7 @@ def _is_user_id(text: str) -> bool:
 
 
 @app.delete("/api/v1/guests/<user_id>")
-def erase(user_id: str) -> Response:
+def erase(user_id: str) -> api.Response:
     unknown = api.ApiError(404, "not_found", "no guest has this user_id")
     if not _is_user_id(user_id):
         raise unknown
@@ -42,9 +44,13 @@ def erase(user_id: str) -> Response:
         # Throttled part-way: what is erased stays erased, and repeating the request finishes the rest.
         logger.warning("erasure incomplete", extra={"user_id": user_id, "reason": str(error)})
         raise api.ApiError(503, "erasure_incomplete", "the erasure is not finished; repeat the request") from error
-    return Response(status_code=204)
+    return api.Response(status_code=204)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

@@ -9,11 +9,17 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from concierge import aws_clients, init_phase, secrets
 from concierge.media import Batch
 
 logger = Logger()
 # A batch that fails whole is still answered record by record, so each record keeps its own retry delay.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Made during init rather than by the first batch (and held by a SnapStart snapshot).
+aws_clients.dynamodb()
+aws_clients.sqs()
+aws_clients.s3()
+secrets.prepare("WAHA_API_KEY")
 
 
 @logger.inject_lambda_context
@@ -24,3 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return batch.copy(record.raw_event)
 
     return process_partial_response(event=event, record_handler=copy, processor=processor, context=context)
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

@@ -5,21 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import api
+from concierge import api, aws_clients, init_phase
 from concierge.registration import IdempotencyKeyReused, RegistrationConflict, RegistrationRequest, register_guest
 
 logger = Logger()
 app = api.create_resolver()
+# Made during init rather than by the first request (and held by a SnapStart snapshot): the lookup read, the
+# welcome's queueing and the transaction.
+aws_clients.dynamodb()
+aws_clients.sqs()
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 
 
 @app.post("/api/v1/guests/register")
-def register() -> Response:
+def register() -> api.Response:
     body = api.json_object(app)
     request = api.parse(RegistrationRequest, body)
     warnings = [
@@ -40,3 +43,7 @@ def register() -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

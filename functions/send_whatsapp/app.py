@@ -10,13 +10,17 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import pacing
+from concierge import aws_clients, init_phase, pacing, secrets
 from concierge.delivery import Batch
 
 logger = Logger()
 metrics = Metrics()
 # A batch that fails whole is still answered record by record, so each record keeps its own retry delay.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Made during init rather than by the first batch (and held by a SnapStart snapshot).
+aws_clients.dynamodb()
+aws_clients.sqs()
+secrets.prepare("WAHA_API_KEY")
 # Outcomes that neither sent a message nor skipped one that needed no sending, by their own metric
 # ("dead_lettered": the last attempt failed and the message was moved to the dead-letter queue by the sender).
 OUTCOME_METRICS = {
@@ -48,3 +52,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return process_partial_response(
         event={**event, "Records": records}, record_handler=deliver, processor=processor, context=context
     )
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

@@ -7,12 +7,11 @@ import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from concierge import api, conversation, secrets, signature, ticks, waha_sessions
+from concierge import api, aws_clients, conversation, init_phase, secrets, signature, ticks, waha_sessions
 from concierge.config import settings
 from concierge.webhook_events import (
     ACK_EVENT,
@@ -29,8 +28,12 @@ from concierge.webhook_events import (
 
 logger = Logger()
 app = api.create_resolver()
-
 HMAC_KEY = "WAHA_WEBHOOK_HMAC_KEY"
+# Made during init rather than by the first delivery (and held by a SnapStart snapshot): the HMAC key's read, the
+# delivery's reads and transaction, the reply's queueing.
+secrets.prepare(HMAC_KEY)
+aws_clients.dynamodb()
+aws_clients.sqs()
 PROCESSED = {"status": "success", "message": "Webhook received and processed successfully"}
 
 
@@ -46,7 +49,7 @@ def _malformed(error: ValidationError) -> api.ApiError:
     return api.ApiError(400, "validation_error", "malformed event payload", api.field_errors(error))
 
 
-def _answer(outcome: str, reason: str | None = None, status: str | None = None) -> Response:
+def _answer(outcome: str, reason: str | None = None, status: str | None = None) -> api.Response:
     body: dict[str, Any] = {**PROCESSED, "outcome": outcome}
     if reason:
         body["reason"] = reason
@@ -56,7 +59,7 @@ def _answer(outcome: str, reason: str | None = None, status: str | None = None) 
 
 
 @app.post("/api/v1/waha/webhook")
-def webhook() -> Response:
+def webhook() -> api.Response:
     body = api.raw_body(app)
     _verify_signature(body)
     event = api.parse(WahaEvent, api.json_object(app, body), status=400)
@@ -91,7 +94,7 @@ def webhook() -> Response:
     return _answer(outcome.value)
 
 
-def _ack(event: WahaEvent, now_ms: int) -> Response:
+def _ack(event: WahaEvent, now_ms: int) -> api.Response:
     try:
         ack = classify_ack(event, now_ms)
     except ValidationError as error:
@@ -106,3 +109,7 @@ def _ack(event: WahaEvent, now_ms: int) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+# The last line of the function's init (concierge.init_phase).
+init_phase.end()

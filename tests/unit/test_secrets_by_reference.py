@@ -1,15 +1,16 @@
-"""Deployed, secrets are SSM SecureStrings named by *_PARAM variables and read through Powertools Parameters."""
+"""Deployed, secrets are SSM SecureStrings named by *_PARAM variables, read with the functions' SSM client."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
 
-from concierge import signature
+from concierge import secrets, signature
 from devstack.waha_sim import WahaSimulator
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, waha_message
@@ -26,10 +27,10 @@ def deployed_secrets(concierge: Concierge, monkeypatch: pytest.MonkeyPatch) -> I
     ssm.put_parameter(Name=API_KEY_PARAMETER, Type="SecureString", Value="waha-key-from-ssm")
     monkeypatch.setenv("WAHA_WEBHOOK_HMAC_KEY_PARAM", HMAC_PARAMETER)
     monkeypatch.setenv("WAHA_API_KEY_PARAM", API_KEY_PARAMETER)
-    parameters.clear_caches()
+    secrets.forget()
     forget_cached_clients()
     yield concierge
-    parameters.clear_caches()
+    secrets.forget()
 
 
 def test_webhook_checks_signatures_with_the_key_from_ssm(deployed_secrets: Concierge) -> None:
@@ -51,7 +52,7 @@ def test_missing_ssm_parameter_fails_closed(deployed_secrets: Concierge, monkeyp
     monkeypatch.setenv("WAHA_WEBHOOK_HMAC_KEY_PARAM", "/concierge/test/not-there")
     before = len(deployed_secrets.items())
 
-    with pytest.raises(parameters.GetParameterError):
+    with pytest.raises(ClientError, match="ParameterNotFound"):
         deployed_secrets.webhook(waha_message())
 
     assert len(deployed_secrets.items()) == before
@@ -67,3 +68,20 @@ def test_sender_uses_the_waha_api_key_from_ssm(deployed_secrets: Concierge, monk
         deployed_secrets.deliver_queued()
 
         assert len(protected.sent_messages()) == 1
+
+
+def test_a_rotated_key_is_in_use_within_five_minutes(
+    deployed_secrets: Concierge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key read from SSM is kept five minutes (one read per container and five minutes), then read again."""
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(secrets, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    assert secrets.secret("WAHA_WEBHOOK_HMAC_KEY") == "hmac-from-ssm"
+    boto3.client("ssm").put_parameter(Name=HMAC_PARAMETER, Type="SecureString", Value="rotated", Overwrite=True)
+
+    clock.now += secrets.CACHE_SECONDS - 1
+    kept = secrets.secret("WAHA_WEBHOOK_HMAC_KEY")
+    clock.now += 2
+    read_again = secrets.secret("WAHA_WEBHOOK_HMAC_KEY")
+
+    assert (kept, read_again) == ("hmac-from-ssm", "rotated")

@@ -9,15 +9,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import boto3
 import pytest
 import urllib3
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters import base as parameters_base
 
 from bench.calls import http_recording
-from concierge import keys, outbox, store, waha
+from concierge import keys, outbox, secrets, store, waha
 from concierge.delivery import Batch, DeliveryFailed, waha_message_id
 from devstack.waha_sim import WahaSimulator
 from tests.conftest import forget_cached_clients, lambda_context
@@ -430,7 +429,7 @@ def test_rotated_waha_api_key_is_used_once_the_cached_one_is_five_minutes_old(
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name="/concierge/test/waha-api-key", Type="SecureString", Value="key-before")
     monkeypatch.setenv("WAHA_API_KEY_PARAM", "/concierge/test/waha-api-key")
-    parameters.clear_caches()
+    secrets.forget()
     with WahaSimulator(api_key="key-before") as protected:
         monkeypatch.setenv("WAHA_HOST", protected.url)
         forget_cached_clients()
@@ -440,25 +439,15 @@ def test_rotated_waha_api_key_is_used_once_the_cached_one_is_five_minutes_old(
 
         ssm.put_parameter(Name="/concierge/test/waha-api-key", Value="key-after", Overwrite=True)
         protected.set_api_key("key-after")
-        monkeypatch.setattr(parameters_base, "datetime", _Later(timedelta(minutes=5, seconds=1)))
+        later = time.monotonic() + secrets.CACHE_SECONDS + 1
+        monkeypatch.setattr(secrets, "time", SimpleNamespace(monotonic=lambda: later))
         concierge.register(phone_number="081234567891")
         result = _send(concierge, _receive(concierge))
 
         assert result == {"batchItemFailures": []}
         assert len(protected.sent_messages()) == 2
         assert waha.client().pool is pool
-    parameters.clear_caches()
-
-
-class _Later:
-    """The clock Powertools' parameter cache reads, moved forward."""
-
-    def __init__(self, ahead: timedelta) -> None:
-        self._ahead = ahead
-
-    def now(self, tz: object = None) -> datetime:
-        # Naive local time, as the cache compares.
-        return datetime.now() + self._ahead
+    secrets.forget()
 
 
 def test_waha_ids_match_our_pre_generated_id_with_or_without_the_chat_prefix() -> None:

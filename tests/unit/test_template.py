@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from typing import Any
 
 import pytest
 
@@ -177,3 +179,83 @@ def test_bedrock_is_optional_and_limited_to_invoking_the_one_model() -> None:
     ]
     others = {name: resource for name, resource in template["Resources"].items() if name != "AnswerGuestFunction"}
     assert "bedrock:" not in json.dumps(others)
+
+
+# Scheduled jobs: nobody waits for their cold start, so they keep no snapshot.
+WITHOUT_SNAPSHOT = {"SweepOutboxFunction", "CloseStaysFunction", "ExpireClosedStaysFunction"}
+
+
+def _deployed(snap_start: str) -> dict[str, Any]:
+    """The template as CloudFormation receives it after SAM's transform, deployed with SnapStart on or off."""
+    from samcli.commands.validate.lib.exceptions import InvalidSamDocumentException
+    from samcli.lib.translate.sam_template_validator import SamTemplateValidator
+    from samcli.yamlhelper import yaml_parse
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    parameters = {"WahaHost": "https://waha.example.com", "WahaWebhookHmacKeyParameter": "/k", "SnapStart": snap_start}
+    validator = SamTemplateValidator(
+        copy.deepcopy(load_template()), NoManagedPolicies(), region="us-east-1", parameter_overrides=parameters
+    )
+    try:
+        return yaml_parse(validator.get_translated_template_if_valid())
+    except InvalidSamDocumentException as error:
+        pytest.fail(f"SAM refuses the template with SnapStart {snap_start}: {error}")
+
+
+def _lint_matches(snap_start: str) -> list[str]:
+    """What `sam validate --lint --region us-east-1` reports (it runs cfn-lint this way), SnapStart's default set."""
+    from cfnlint.api import ManualArgs, lint
+
+    template = copy.deepcopy(load_template())
+    template["Parameters"]["SnapStart"]["Default"] = snap_start
+    return [str(match) for match in lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))]
+
+
+@pytest.mark.parametrize("snap_start", ["off", "on"])
+def test_snapstart_is_an_option_the_template_validates_with_either_way(snap_start: str) -> None:
+    """SnapStart (off by default) snapshots the published versions of every function but the schedules; either way
+    each function publishes versions behind the alias `live`, which the API, its authorizer and the queues invoke."""
+    template = load_template()
+    deployed = _deployed(snap_start)["Resources"]
+    functions_ = {name: resource for name, resource in deployed.items() if resource["Type"] == "AWS::Lambda::Function"}
+    aliases = {
+        resource["Properties"]["FunctionName"]["Ref"]: name
+        for name, resource in deployed.items()
+        if resource["Type"] == "AWS::Lambda::Alias"
+    }
+    condition = template["Conditions"]["UseSnapStart"]["Fn::Equals"]
+
+    assert template["Parameters"]["SnapStart"]["Default"] == "off"
+    assert _lint_matches(snap_start) == []
+    assert condition == [{"Ref": "SnapStart"}, "on"]
+    for name, function in functions_.items():
+        apply_on = function["Properties"]["SnapStart"]["ApplyOn"]
+        if isinstance(apply_on, dict):
+            use_snapstart, when_on, when_off = apply_on["Fn::If"]
+            assert use_snapstart == "UseSnapStart"
+            apply_on = when_on if snap_start == "on" else when_off
+        wanted = "PublishedVersions" if snap_start == "on" and name not in WITHOUT_SNAPSHOT else "None"
+        assert apply_on == wanted, name
+        assert deployed[aliases[name]]["Properties"]["Name"] == "live"
+    # Everything that invokes a function: the API's integrations and authorizer, queues, schedules, permissions.
+    invokers = json.dumps(
+        {
+            name: resource
+            for name, resource in deployed.items()
+            if resource["Type"]
+            in (
+                "AWS::ApiGateway::RestApi",
+                "AWS::Lambda::EventSourceMapping",
+                "AWS::Scheduler::Schedule",
+                "AWS::Lambda::Permission",
+            )
+        }
+    )
+    for name in functions_:
+        assert f"{name}Aliaslive" in invokers, f"nothing invokes {name}'s alias"
+        assert f'"{name}"' not in invokers and "${" + name not in invokers.replace(f"${{{name}Aliaslive}}", ""), (
+            f"{name} is invoked without its alias"
+        )

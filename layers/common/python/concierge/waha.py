@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 
-from concierge import secrets
+from concierge import init_phase, secrets
 from concierge.config import settings
 
 CONNECT_TIMEOUT_SECONDS = 2.0
@@ -286,3 +286,7 @@ def client() -> WahaClient:
         pool=urllib3.PoolManager(num_pools=2, maxsize=10),
         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
     )
+
+
+# A container restored from a SnapStart snapshot opens its own connections to WAHA, not the snapshot's.
+init_phase.after_restore(client.cache_clear)
