@@ -10,14 +10,19 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import init_phase
-from concierge.answers.answering import Batch
+from concierge import aws_clients, init_phase
+from concierge.answers.answering import Batch, prepare
 
 logger = Logger()
 metrics = Metrics()
 # A batch that fails whole is still answered record by record, so each record keeps its own retry delay.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 OUTCOME_METRICS = {"answered": "QuestionsAnswered", "request": "RequestsRouted", "to_staff": "MessagesToStaff"}
+# Made during init rather than by the first batch (and held by a SnapStart snapshot): the clients, the hotel's
+# knowledge and the built-in engine's index.
+aws_clients.dynamodb()
+aws_clients.sqs()
+prepare()
 
 
 @logger.inject_lambda_context

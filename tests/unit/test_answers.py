@@ -352,3 +352,23 @@ def test_a_job_whose_message_is_never_written_is_dropped_on_its_last_receive(ans
 
     last = {**record, "attributes": {**record["attributes"], "ApproximateReceiveCount": "5"}}
     assert Batch([last]).answer(last) == "missing"  # not sent to the dead-letter queue for nothing
+
+
+def test_a_knowledge_file_that_cannot_be_used_sends_every_message_to_staff(
+    answering: Concierge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = tmp_path / "hotel.toml"
+    broken.write_text(
+        SAMPLE.read_text(encoding="utf-8").replace('answer.en = "Guest Wi-Fi', 'answer.xx = "Guest Wi-Fi')
+    )
+    monkeypatch.setenv("KNOWLEDGE_FILE", str(broken))
+    knowledge.configured.cache_clear()
+    guest = _guest(answering)
+
+    _say(answering, "What is the wifi password?")
+    answering.answer_queued()
+
+    [reply] = _bot_replies(answering, guest["user_id"])
+    assert reply["kind"] == "auto_reply"  # nothing lost: the guest hears from the hotel, staff see the message
+    _, waiting = answering.sessions(status="waiting")
+    assert len(waiting["sessions"]) == 1

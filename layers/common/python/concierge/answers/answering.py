@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from concierge import auto_replies, aws_clients, keys, outbox, phone, stays, store, templates
 from concierge.answers import knowledge as knowledge_file
@@ -55,12 +56,32 @@ class _Stay:
     lookup: dict[str, Any]
 
 
+def _knowledge() -> knowledge_file.Knowledge | None:
+    """The hotel's knowledge, or None: none configured, or a file that cannot be used (a deployment mistake: the
+    guests' messages then go to staff, and every batch logs why, naming the entry)."""
+    try:
+        return knowledge_file.configured()
+    except (knowledge_file.KnowledgeError, OSError, UnicodeDecodeError, BotoCoreError, ClientError) as error:
+        logger.error("the hotel's knowledge file cannot be used; messages go to staff", extra={"error": str(error)})
+        return None
+
+
+def prepare() -> None:
+    """Reads the knowledge and builds the built-in engine's index during init, not on the first message (and so
+    that a SnapStart snapshot holds them)."""
+    knowledge = _knowledge()
+    if knowledge is not None:
+        from concierge.answers import retrieval
+
+        retrieval.for_knowledge(knowledge).classify("")
+
+
 def classify(text: str, recent: list[tuple[str, str]] | None = None) -> Verdict:
     """The verdict of the configured engine: Bedrock when AI_MODEL_ID is set (the built-in engine when it
-    fails), else the built-in engine; staff when no knowledge file is configured."""
-    knowledge = knowledge_file.configured()
+    fails), else the built-in engine; staff when no knowledge file is configured or it cannot be used."""
+    knowledge = _knowledge()
     if knowledge is None:
-        return staff("no knowledge file configured")
+        return staff("no usable knowledge file")
     from concierge.answers import retrieval
 
     model_id = _model_id()
