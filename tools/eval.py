@@ -152,7 +152,7 @@ def render(results: dict[str, Any]) -> str:
         "- **answered**: answerable messages (an FAQ or a department expected) given exactly the expected answers;",
         "- **to staff**: answerable messages handed to staff instead (safe, but a person has to answer);",
         "- **wrong**: messages, of all, answered with an FAQ or department that was not expected, or answered",
-        "  when staff was expected. A wrong answer is worse than \"staff will answer\".",
+        '  when staff was expected. A wrong answer is worse than "staff will answer".',
         "",
     ]
     if not any("bedrock" in name for name in results):

@@ -80,9 +80,7 @@ def _command(text: str) -> str:
     return " ".join(text.split()).upper()
 
 
-def decide(
-    text: str, state: ConversationState, policy: Policy, now: datetime, answer_first: bool = False
-) -> Decision:
+def decide(text: str, state: ConversationState, policy: Policy, now: datetime, answer_first: bool = False) -> Decision:
     command = _command(text)
     if command in OPT_OUT_WORDS:
         if state.opted_out:
