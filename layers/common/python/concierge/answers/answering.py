@@ -35,8 +35,9 @@ from concierge.conversation import policy
 logger = Logger(child=True)
 
 ANSWER_ATTEMPTS = 4
-# How much of the conversation the Bedrock engine sees besides the message (this session's only).
-RECENT_MESSAGES = 8
+# How much of the conversation the Bedrock engine sees besides the message (this session's only): as many as it
+# sends (bedrock.MAX_RECENT_MESSAGES; not imported from there, which would load it without a model set).
+RECENT_MESSAGES = 10
 # A queued key whose message row is still missing after this long was never committed (see concierge.delivery).
 UNCOMMITTED_WINDOW_SECONDS = 120
 UNCOMMITTED_RETRY_SECONDS = 1
