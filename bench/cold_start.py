@@ -68,7 +68,7 @@ class Events:
 
     def _sender(self) -> dict[str, Any]:
         """A batch of one pending auto-reply, as the SQS event source hands it over."""
-        from concierge import outbox
+        from concierge.sending import outbox
 
         (key,) = self.stack.write_messages(self.guest["user_id"], self.chat_id, 1, pending=True)
         body = outbox.body(key)

@@ -119,7 +119,7 @@ def webhook_event(delivery: dict[str, Any]) -> dict[str, Any]:
 
 def ack_delivery(chat_id: str, waha_id: str, ack: int) -> dict[str, Any]:
     """WAHA's `message.ack` for one of the hotel's messages."""
-    from concierge.ticks import ACK_NAMES
+    from concierge.conversations.ticks import ACK_NAMES
 
     delivery = webhook_delivery(chat_id, "", message_id=waha_id, event="message.ack", from_me=True)
     payload = {"id": waha_id, "from": chat_id, "participant": None, "fromMe": True, "ack": ack}
@@ -353,7 +353,8 @@ class BenchStack:
         """Message rows as the functions write them, without a handler. Pending: System auto-replies (queued with
         `enqueue`, else marked UNQUEUED as when SQS refused them); otherwise guest and hotel lines alternating,
         the hotel's SENT. Returns the keys, oldest first."""
-        from concierge import outbox, store, templates
+        from concierge import store, templates
+        from concierge.sending import outbox
 
         created, session_id, keys, rows = time.time() - age_seconds, str(uuid.uuid4()), [], []
         for index in range(count):

@@ -22,7 +22,8 @@ BATCH = 10
 
 def _reread_waha_host() -> None:
     """As a new container would see a changed WAHA_HOST."""
-    from concierge import config, waha
+    from concierge import config
+    from concierge.sending import waha
 
     config.settings.cache_clear()
     waha.client.cache_clear()

@@ -36,7 +36,8 @@ for secret in ("WAHA_API_KEY", "WAHA_WEBHOOK_HMAC_KEY", "WAHA_API_KEY_PARAM", "W
 
 from moto import mock_aws  # noqa: E402
 
-from concierge import aws_clients, config, waha  # noqa: E402
+from concierge import aws_clients, config  # noqa: E402
+from concierge.sending import waha  # noqa: E402
 from devstack.functions import load_handler  # noqa: E402
 from devstack.lambda_context import LambdaContext  # noqa: E402
 from devstack.resources import LocalResources, create_resources  # noqa: E402

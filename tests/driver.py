@@ -312,7 +312,7 @@ def waha_ack(
 ) -> dict[str, Any]:
     """A WAHA `message.ack` delivery: the payload of WAHA's docs example (webhook-message.ack.docs-example.json)
     in WAHA's envelope, for a message the hotel sent; payload fields overridden by `payload`."""
-    from concierge.ticks import ACK_NAMES
+    from concierge.conversations.ticks import ACK_NAMES
 
     now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     return {

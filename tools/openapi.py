@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = REPO_ROOT / "functions" / "console" / "openapi.json"
 sys.path.insert(0, str(REPO_ROOT / "layers" / "common" / "python"))
 
-from concierge.registration import Registration, RegistrationRequest  # noqa: E402
+from concierge.guests.registration import Registration, RegistrationRequest  # noqa: E402
 
 
 def _staff_models() -> tuple[type[BaseModel], ...]:

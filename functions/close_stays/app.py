@@ -7,7 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import aws_clients, init_phase, staff
+from concierge import aws_clients, init_phase
+from concierge.conversations import staff
 
 logger = Logger()
 # Made during init rather than by the first run (and held by a SnapStart snapshot).

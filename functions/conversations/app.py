@@ -10,7 +10,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from concierge import api, aws_clients, inbox, init_phase, staff, store
+from concierge import api, aws_clients, init_phase, store
+from concierge.conversations import inbox, staff
 
 logger = Logger()
 app = api.create_resolver()

@@ -14,7 +14,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import api, aws_clients, erasure, init_phase
+from concierge import api, aws_clients, init_phase
+from concierge.guests import erasure
 
 logger = Logger()
 app = api.create_resolver()

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from concierge import aws_clients, init_phase, secrets
-from concierge.media import Batch
+from concierge.sending.media import Batch
 
 logger = Logger()
 # A batch that fails whole is still answered record by record, so each record keeps its own retry delay.

@@ -8,7 +8,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import api, aws_clients, history, init_phase, store
+from concierge import api, aws_clients, init_phase, store
+from concierge.conversations import history
 
 logger = Logger()
 app = api.create_resolver()

@@ -9,7 +9,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from concierge import api, aws_clients, init_phase
-from concierge.registration import IdempotencyKeyReused, RegistrationConflict, RegistrationRequest, register_guest
+from concierge.guests.registration import (
+    IdempotencyKeyReused,
+    RegistrationConflict,
+    RegistrationRequest,
+    register_guest,
+)
 
 logger = Logger()
 app = api.create_resolver()

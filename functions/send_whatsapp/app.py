@@ -10,8 +10,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import aws_clients, init_phase, pacing, secrets
-from concierge.delivery import Batch
+from concierge import aws_clients, init_phase, secrets
+from concierge.sending import pacing
+from concierge.sending.delivery import Batch
 
 logger = Logger()
 metrics = Metrics()

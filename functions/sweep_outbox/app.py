@@ -7,7 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from concierge import aws_clients, init_phase, outbox
+from concierge import aws_clients, init_phase
+from concierge.sending import outbox
 
 logger = Logger()
 # Made during init rather than by the first run (and held by a SnapStart snapshot).

@@ -11,9 +11,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from concierge import api, aws_clients, conversation, init_phase, secrets, signature, ticks, waha_sessions
+from concierge import api, aws_clients, init_phase, secrets
 from concierge.config import settings
-from concierge.webhook_events import (
+from concierge.conversations import conversation, ticks
+from concierge.sending import waha_sessions
+from concierge.webhook import signature
+from concierge.webhook.webhook_events import (
     ACK_EVENT,
     SESSION_STATUS_EVENT,
     HotelMessage,

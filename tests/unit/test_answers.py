@@ -254,7 +254,7 @@ def test_an_answer_job_refused_by_sqs_is_swept_to_the_answer_queue(
 
     from datetime import UTC, datetime, timedelta
 
-    from concierge import outbox
+    from concierge.sending import outbox
 
     assert outbox.sweep(datetime.now(UTC) + timedelta(minutes=5)) == 1
     answering.answer_queued()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.calls import count_calls, http_recording
-from concierge.ticks import ACK_DEVICE, ACK_READ, ACK_SERVER
+from concierge.conversations.ticks import ACK_DEVICE, ACK_READ, ACK_SERVER
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, hotel_message, our_waha_id, waha_message
 

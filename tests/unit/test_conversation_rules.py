@@ -7,10 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from concierge import conversation, store
-from concierge.business_hours import BusinessHours, InvalidBusinessHours
-from concierge.registration import RegistrationRequest, register_guest
-from concierge.webhook_events import GuestMessage
+from concierge import store
+from concierge.conversations import conversation
+from concierge.conversations.business_hours import BusinessHours, InvalidBusinessHours
+from concierge.guests.registration import RegistrationRequest, register_guest
+from concierge.webhook.webhook_events import GuestMessage
 from devstack.resources import LocalResources
 from tests.concurrency import at_once, table_items
 from tests.driver import GUEST, Concierge, waha_message

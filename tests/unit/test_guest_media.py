@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from concierge import aws_clients
-from concierge.media import MAX_BYTES
+from concierge.sending.media import MAX_BYTES
 from concierge.templates import auto_reply
 from devstack.sender import sqs_record
 from devstack.waha_sim import InboundMedia

@@ -149,7 +149,7 @@ def test_a_restored_container_opens_its_own_connections_to_waha(snapshot_runtime
     """The sender's WAHA client (its urllib3 pool) is not the snapshot's after a restore."""
     then = """
     import snapshot_restore_py
-    from concierge import waha
+    from concierge.sending import waha
     before = waha.client()
     snapshot_restore_py.restore()
     print(json.dumps(waha.client() is not before and waha.client().pool is not before.pool))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from concierge import outbox
+from concierge.sending import outbox
 from tests.conftest import forget_cached_clients, lambda_context
 from tests.driver import Concierge, waha_message
 from tests.lambda_events import sample
@@ -51,7 +51,7 @@ def test_sweeper_queues_old_pending_messages_and_they_are_sent(
     queue_unreachable.webhook(waha_message())
     _restore_queue(queue_unreachable, monkeypatch)
     later = datetime.now(UTC) + timedelta(minutes=2)
-    monkeypatch.setattr("concierge.outbox.datetime", _FrozenClock(later))
+    monkeypatch.setattr("concierge.sending.outbox.datetime", _FrozenClock(later))
 
     result = _sweep(queue_unreachable)
     marked_after_sweep = _marked(queue_unreachable)
@@ -69,7 +69,7 @@ def test_message_waiting_in_the_queue_is_never_swept_however_old(
 ) -> None:
     """A PENDING message whose key is in the queue (behind a backlog, or between retries) is not queued again."""
     concierge.register()
-    monkeypatch.setattr("concierge.outbox.datetime", _FrozenClock(datetime.now(UTC) + timedelta(hours=6)))
+    monkeypatch.setattr("concierge.sending.outbox.datetime", _FrozenClock(datetime.now(UTC) + timedelta(hours=6)))
 
     assert _sweep(concierge) == {"requeued": 0}
     assert concierge.queue_depth() == 1 and _marked(concierge) == []
@@ -95,7 +95,7 @@ def test_marked_message_that_reached_the_queue_anyway_is_sent_once_and_not_swept
         MessageBody=outbox.body({"pk": marked["pk"], "sk": marked["sk"]}),
     )
     queue_unreachable.deliver_queued()
-    monkeypatch.setattr("concierge.outbox.datetime", _FrozenClock(datetime.now(UTC) + timedelta(minutes=2)))
+    monkeypatch.setattr("concierge.sending.outbox.datetime", _FrozenClock(datetime.now(UTC) + timedelta(minutes=2)))
 
     assert _sweep(queue_unreachable) == {"requeued": 0}
     assert len(queue_unreachable.waha.sent_messages()) == 1

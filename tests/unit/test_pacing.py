@@ -14,7 +14,7 @@ import boto3
 import pytest
 import urllib3
 
-from concierge import delivery, pacing
+from concierge.sending import delivery, pacing
 from devstack.resources import LocalResources
 from devstack.sender import sqs_record
 from devstack.waha_sim import WahaSimulator
@@ -368,7 +368,7 @@ def test_senders_running_at_once_share_one_schedule(
 ) -> None:
     """Four senders on one queue at the same moment, eight guests' welcomes: every slot is taken by one conditional
     write, so the account's sends stay 60 s / 120 apart and each welcome goes once."""
-    from concierge.registration import RegistrationRequest, register_guest
+    from concierge.guests.registration import RegistrationRequest, register_guest
 
     for name, value in PACED.items():
         monkeypatch.setenv(name, value)

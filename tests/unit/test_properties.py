@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from concierge import config, signature
-from concierge.registration import RegistrationRequest
-from concierge.webhook_events import GuestMessage, HotelMessage, Ignored, MessagePayload, WahaEvent, classify
+from concierge import config
+from concierge.guests.registration import RegistrationRequest
+from concierge.webhook import signature
+from concierge.webhook.webhook_events import GuestMessage, HotelMessage, Ignored, MessagePayload, WahaEvent, classify
 from tests.driver import GUEST, GUEST_CHAT_ID, Concierge, waha_message
 from tests.lambda_events import api_event
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from concierge import conversation, keys
-from concierge.registration import Registration, RegistrationConflict, RegistrationRequest, register_guest
-from concierge.webhook_events import GuestMessage
+from concierge import keys
+from concierge.conversations import conversation
+from concierge.guests.registration import Registration, RegistrationConflict, RegistrationRequest, register_guest
+from concierge.webhook.webhook_events import GuestMessage
 from devstack.resources import LocalResources
 from tests.concurrency import at_once, table_items
 from tests.driver import GUEST

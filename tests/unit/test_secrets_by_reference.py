@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from concierge import secrets, signature
+from concierge import secrets
+from concierge.webhook import signature
 from devstack.waha_sim import WahaSimulator
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, waha_message

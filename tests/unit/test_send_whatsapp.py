@@ -16,8 +16,9 @@ import pytest
 import urllib3
 
 from bench.calls import http_recording
-from concierge import keys, outbox, secrets, store, waha
-from concierge.delivery import Batch, DeliveryFailed, waha_message_id
+from concierge import keys, secrets, store
+from concierge.sending import outbox, waha
+from concierge.sending.delivery import Batch, DeliveryFailed, waha_message_id
 from devstack.waha_sim import WahaSimulator
 from tests.conftest import forget_cached_clients, lambda_context
 from tests.driver import Concierge, our_waha_id
@@ -107,7 +108,7 @@ def test_send_carries_a_stable_pre_generated_id(concierge: Concierge) -> None:
 
 def test_slow_waha_times_out_and_is_retried(concierge: Concierge, monkeypatch: pytest.MonkeyPatch) -> None:
     """WAHA slower than the read timeout fails the record (retried later) instead of hanging the batch."""
-    monkeypatch.setattr("concierge.waha.READ_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr("concierge.sending.waha.READ_TIMEOUT_SECONDS", 0.2)
     forget_cached_clients()
     concierge.waha.set_fault("slow")
     _, guest = concierge.register()
@@ -233,7 +234,7 @@ def test_send_that_timed_out_is_found_in_waha_and_not_sent_again(
     repeats_accepted: Concierge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """WAHA sent the message but answered too late: the retry finds our id in the chat and only records SENT."""
-    monkeypatch.setattr("concierge.waha.READ_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr("concierge.sending.waha.READ_TIMEOUT_SECONDS", 0.2)
     forget_cached_clients()
     repeats_accepted.waha.set_fault("slow")
     repeats_accepted.register()
@@ -294,7 +295,7 @@ def test_outcome_unknown_and_waha_cannot_list_the_chat_sends_nothing(
     repeats_accepted: Concierge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When WAHA cannot say whether it has the message, nothing is sent; the message waits, still PENDING."""
-    monkeypatch.setattr("concierge.waha.READ_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr("concierge.sending.waha.READ_TIMEOUT_SECONDS", 0.2)
     forget_cached_clients()
     repeats_accepted.waha.set_fault("slow")
     _, guest = repeats_accepted.register()

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from concierge.ticks import ACK_DEVICE, ACK_ERROR, ACK_PENDING, ACK_PLAYED, ACK_READ, ACK_SERVER, ERROR_REASON
+from concierge.conversations.ticks import (
+    ACK_DEVICE,
+    ACK_ERROR,
+    ACK_PENDING,
+    ACK_PLAYED,
+    ACK_READ,
+    ACK_SERVER,
+    ERROR_REASON,
+)
 from tests.driver import Concierge, our_waha_id, waha_ack
 
 

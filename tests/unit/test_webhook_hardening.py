@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from concierge import config, keys, signature
-from concierge.webhook_events import MAX_IDENTIFIER_BYTES, MessagePayload, WahaEvent
+from concierge import config, keys
+from concierge.webhook import signature
+from concierge.webhook.webhook_events import MAX_IDENTIFIER_BYTES, MessagePayload, WahaEvent
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, waha_message
 

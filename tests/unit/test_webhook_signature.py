@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from concierge import signature
+from concierge.webhook import signature
 from tests.conftest import forget_cached_clients
 from tests.driver import Concierge, waha_message
 

@@ -83,7 +83,7 @@ class Settings:
     webhook_max_age_hours: int = DEFAULT_WEBHOOK_MAX_AGE_HOURS
     outbound_dead_letter_queue_url: str = ""
     message_retention_days: int = DEFAULT_MESSAGE_RETENTION_DAYS
-    # Guests' photos and files: the copy jobs' queue, the bucket they are kept in (concierge.media).
+    # Guests' photos and files: the copy jobs' queue, the bucket they are kept in (concierge.sending.media).
     media_queue_url: str = ""
     media_bucket: str = ""
     # Only the health answer reads it (jobs that failed every receive).
@@ -198,7 +198,7 @@ def _seconds(name: str, default: float, high: float) -> float:
 
 @dataclass(frozen=True)
 class PacingSettings:
-    """How the sender paces WhatsApp messages like a person (concierge.pacing); 0 turns each off."""
+    """How the sender paces WhatsApp messages like a person (concierge.sending.pacing); 0 turns each off."""
 
     typing_seconds_max: float
     min_seconds_between_messages_per_chat: float

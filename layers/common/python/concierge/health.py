@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from concierge import aws_clients, waha_sessions
+from concierge import aws_clients
 from concierge.config import MissingSetting, settings
+from concierge.sending import waha_sessions
 
 _DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessages": "waiting",

@@ -113,7 +113,7 @@ def media_object(user_id: str, message_id: str) -> str:
 
 
 def send_pacing(waha_session: str) -> Key:
-    # One item per WhatsApp account (WAHA session): the send slots every sender reserves from (concierge.pacing).
+    # One item per WhatsApp account (WAHA session): the send slots every sender reserves from (sending.pacing).
     return {"pk": f"WAHA_SESSION#{waha_session}", "sk": "PACING"}
 
 

@@ -7,7 +7,7 @@ queued for the sender, and one transaction:
 - the message is marked `routed` (condition: not yet), so a redelivered job answers nothing twice;
 - the replies: the file's answers (`kind: answer`, `faq_id`) or the department's reply (`kind: request`),
   which no cooldown limits; or, for anything else, the guide's auto-reply under its usual rules
-  (concierge.auto_replies: cooldown, out-of-hours text, once each, decided on the lookup's state version);
+  (concierge.conversations.auto_replies: cooldown, out-of-hours text, once each, decided on the lookup's state version);
 - the session: its last activity, and for a request or a message for staff, `waiting_since` (a request also
   says which department and what was asked, until staff reply or resolve);
 - the lookup: unchanged since it was read (a staff reply or an opt-out in between cancels the answer, which
@@ -26,11 +26,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from concierge import auto_replies, aws_clients, keys, outbox, phone, stays, store, templates
+from concierge import aws_clients, keys, phone, store, templates
 from concierge.answers import knowledge as knowledge_file
 from concierge.answers.verdict import Verdict, staff
 from concierge.config import conversation_settings, settings
-from concierge.conversation import policy
+from concierge.conversations import auto_replies, stays
+from concierge.conversations.conversation import policy
+from concierge.sending import outbox
 
 logger = Logger(child=True)
 
@@ -38,7 +40,7 @@ ANSWER_ATTEMPTS = 4
 # How much of the conversation the Bedrock engine sees besides the message (this session's only): as many as it
 # sends (bedrock.MAX_RECENT_MESSAGES; not imported from there, which would load it without a model set).
 RECENT_MESSAGES = 10
-# A queued key whose message row is still missing after this long was never committed (see concierge.delivery).
+# A queued key whose message row is still missing after this long was never committed (see concierge.sending.delivery).
 UNCOMMITTED_WINDOW_SECONDS = 120
 UNCOMMITTED_RETRY_SECONDS = 1
 REQUEST_TEXT_CHARACTERS = stays.LAST_MESSAGE_PREVIEW_CHARACTERS
@@ -283,7 +285,7 @@ def _reply(
         extra={
             "kind": kind,
             "in_reply_to": inbound["message_id"],
-            # The sender marks that message seen before replying (concierge.pacing).
+            # The sender marks that message seen before replying (concierge.sending.pacing).
             "in_reply_to_waha_id": inbound.get("waha_message_id"),
             "language": language,
             **extra,

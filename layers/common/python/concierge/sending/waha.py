@@ -29,7 +29,7 @@ FILES_PATH = "/api/files/"
 _FILE_PATH = re.compile(r"^/api/files/(?!.*\.\.)[A-Za-z0-9@._~%+=/-]+$")
 SEND_IMAGE_PATH = "/api/sendImage"
 SEND_FILE_PATH = "/api/sendFile"
-# Acting like a person (concierge.pacing): read ticks, the typing indicator, and whether a number is on WhatsApp.
+# Acting like a person (concierge.sending.pacing): read ticks, typing, and whether a number is on WhatsApp.
 SEND_SEEN_PATH = "/api/sendSeen"
 START_TYPING_PATH = "/api/startTyping"
 STOP_TYPING_PATH = "/api/stopTyping"

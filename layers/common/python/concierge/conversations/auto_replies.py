@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from concierge import store, templates
-from concierge.business_hours import BusinessHours
+from concierge.conversations.business_hours import BusinessHours
 
 OPT_OUT_WORDS = frozenset({"STOP", "BERHENTI"})
 OPT_IN_WORDS = frozenset({"START", "MULAI"})

@@ -42,13 +42,13 @@ def message_view(item: dict[str, Any]) -> dict[str, Any]:
         view["routed"] = item["routed"]
     if item.get("last_error"):
         view["error"] = item["last_error"]
-    # WhatsApp's ticks (concierge.ticks), once they came.
+    # WhatsApp's ticks (concierge.conversations.ticks), once they came.
     for tick in ("delivered_at", "read_at"):
         if item.get(tick):
             view[tick] = item[tick]
     if item.get("media"):
         # Imported here, as its S3 client is created: only a page that holds a file pays for them.
-        from concierge import media
+        from concierge.sending import media
 
         view["media"] = media.view(item["media"])
     return view

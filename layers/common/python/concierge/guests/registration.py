@@ -26,8 +26,10 @@ from aws_lambda_powertools import Logger
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
-from concierge import keys, outbox, phone, stays, store, templates
+from concierge import keys, phone, store, templates
 from concierge.config import settings
+from concierge.conversations import stays
+from concierge.sending import outbox
 
 logger = Logger(child=True)
 

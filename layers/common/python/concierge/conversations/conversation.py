@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from concierge import auto_replies, keys, outbox, phone, stays, store
-from concierge.business_hours import BusinessHours
+from concierge import keys, phone, store
 from concierge.config import conversation_settings, settings
+from concierge.conversations import auto_replies, stays
+from concierge.conversations.business_hours import BusinessHours
+from concierge.sending import outbox
 
 if TYPE_CHECKING:
     # Only for annotations: importing it would build the webhook's pydantic models in every importer.
-    from concierge.webhook_events import GuestMessage, HotelMessage
+    from concierge.webhook.webhook_events import GuestMessage, HotelMessage
 
 logger = Logger(child=True)
 
@@ -35,7 +37,7 @@ def _resolve_phone(message: GuestMessage | HotelMessage) -> str | None:
         return message.phone_e164
     if message.lid:
         # Imported here: only a hidden-sender delivery needs WAHA on the webhook's path.
-        from concierge import waha
+        from concierge.sending import waha
 
         try:
             chat = waha.client().phone_chat_id_for_lid(message.lid)
@@ -176,7 +178,7 @@ def _reply(kind: auto_replies.ReplyKind, text: str, inbound: store.StoredMessage
         extra={
             "kind": kind.value,
             "in_reply_to": inbound.message_id,
-            # The sender marks that message seen before replying (concierge.pacing), without reading its row.
+            # The sender marks that message seen before replying (concierge.sending.pacing), without reading its row.
             "in_reply_to_waha_id": inbound.extra["waha_message_id"],
             "language": inbound.extra["language"],
         },
@@ -192,7 +194,7 @@ def _queue(
 ) -> tuple[store.StoredMessage, store.StoredMessage | None]:
     """The webhook's one SendMessage, before the commit: the message's key to the answer queue
     (concierge.answers), a photo's or file's copy job, which carries the reply's key to the outbound queue
-    (concierge.media), or else the reply's key itself. The rows as they must be written: the message or the
+    (concierge.sending.media), or else the reply's key itself. The rows as they must be written: the message or the
     reply marked for the sweeper when SQS refused, the file's state."""
     if to_answer:
         if outbox.enqueue(inbound.key, settings().answer_queue_url):
@@ -203,7 +205,7 @@ def _queue(
         queued = outbox.enqueue(reply.key) if reply is not None else False
     else:
         # Imported here: only messages with a file need it.
-        from concierge import media
+        from concierge.sending import media
 
         copy = message.media.waha_file is not None
         queued = media.enqueue(inbound.key, reply.key if reply else None) if copy else False
@@ -265,7 +267,7 @@ def record_from_hotel(message: HotelMessage, attempts: int = 3) -> HotelOutcome:
     answered: the message is already in WhatsApp, and the bot never replies to the hotel.
     """
     # Imported here: of the webhook's flows, only the hotel's own messages need these.
-    from concierge import ticks
+    from concierge.conversations import ticks
 
     if ticks.find_sent(message.bare_id) is not None:
         logger.info("our own message, echoed by WAHA, ignored")
@@ -274,7 +276,7 @@ def record_from_hotel(message: HotelMessage, attempts: int = 3) -> HotelOutcome:
 
 
 def _store_hotel_message(message: HotelMessage, attempts: int) -> HotelOutcome:
-    from concierge import staff
+    from concierge.conversations import staff
 
     stay = _find_stay(message)
     if isinstance(stay, Outcome):

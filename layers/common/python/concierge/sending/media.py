@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from concierge import aws_clients, keys, outbox, store
+from concierge import aws_clients, keys, store
 from concierge.config import settings
+from concierge.sending import outbox
 
 if TYPE_CHECKING:
-    from concierge.webhook_events import GuestMedia
+    from concierge.webhook.webhook_events import GuestMedia
 
 logger = Logger(child=True)
 
@@ -202,7 +203,7 @@ class Batch:
         self, media_key: keys.Key, row: dict[str, Any], media: dict[str, Any], record: dict[str, Any], last: bool
     ) -> str:
         # Imported here: urllib3's pool is built only by the functions that talk to WAHA.
-        from concierge import waha
+        from concierge.sending import waha
 
         described = {name: media[name] for name in ("mimetype", "filename") if media.get(name)}
         try:

@@ -41,8 +41,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from concierge import aws_clients, keys, outbox, store, waha
+from concierge import aws_clients, keys, store
 from concierge.config import pacing_settings, settings
+from concierge.sending import outbox, waha
 
 logger = Logger(child=True)
 

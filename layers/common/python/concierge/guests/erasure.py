@@ -16,7 +16,7 @@
 5. The guest's photos and files are deleted from the media bucket: every object under their prefix
    (`keys.media_prefix`), listed a thousand at a time and deleted in one DeleteObjects per page. This comes
    after the table, so no copy can slip past it: a copy put before the listing is in it, and one put after it
-   finds its message row gone and deletes itself (concierge.media).
+   finds its message row gone and deletes itself (concierge.sending.media).
 
 An interrupted erasure is finished by the next request: the tombstone is kept, the rest is read again, and
 every request, a repeat included, clears the guest's prefix in the bucket (which also removes the files of a

@@ -15,9 +15,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from concierge import keys, outbox, phone, stays, store, templates
+from concierge import keys, phone, store, templates
 from concierge.config import conversation_settings
-from concierge.history import message_view
+from concierge.conversations import stays
+from concierge.conversations.history import message_view
+from concierge.sending import outbox
 
 logger = Logger(child=True)
 

@@ -10,7 +10,7 @@ be taken over. WAHA is not trusted to drop a repeated pre-generated id, so a sen
 unknown (a timeout, a dropped connection, a lease taken over) is looked up among the chat's
 recent messages in WAHA before it is sent again. A failed send is retried by SQS with growing
 delay; on the last receive the message is marked FAILED with the reason and SQS moves the record
-to the dead-letter queue. Before any claim, concierge.pacing plans the batch's sends like a person's: a number
+to the dead-letter queue. Before any claim, concierge.sending.pacing plans the batch's sends like a person's: a number
 not on WhatsApp gets nothing, and each message gets a send slot, waited for here or in the queue.
 """
 
@@ -23,8 +23,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from concierge import keys, outbox, pacing, store, waha
+from concierge import keys, store
 from concierge.config import settings
+from concierge.sending import outbox, pacing, waha
 
 logger = Logger(child=True)
 
@@ -83,14 +84,14 @@ class Batch:
                 wanted.append(outbox.parse_body(record["body"]))
             except ValueError:
                 continue  # reported when its record is processed
-        # The guests' profiles and the send schedule come in the same read (concierge.pacing).
+        # The guests' profiles and the send schedule come in the same read (concierge.sending.pacing).
         self._messages = store.get_many(wanted + pacing.keys_to_read(wanted)) if wanted else {}
         self._pacer = pacing.Pacer(self._messages, remaining_millis)
         if self._messages:
             self._pacer.plan(waha.client(), records, _claim_millis(waha.client()))
 
     def send_order(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records in the order to deliver them: by their send slots (concierge.pacing)."""
+        """The records in the order to deliver them: by their send slots (concierge.sending.pacing)."""
         return self._pacer.send_order(records)
 
     def deliver(self, record: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from concierge import keys, store
 
 if TYPE_CHECKING:
-    from concierge.webhook_events import SessionStatus
+    from concierge.webhook.webhook_events import SessionStatus
 
 logger = Logger(child=True)
 

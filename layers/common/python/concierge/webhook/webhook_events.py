@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from concierge import phone, waha
+from concierge import phone
 from concierge.config import MAX_SESSION_NAME_BYTES, WEBHOOK_CLOCK_SKEW_SECONDS
+from concierge.conversations.ticks import ACK_ERROR, ACK_NAMES, ACK_PENDING, ACK_PLAYED, ACK_SERVER
 from concierge.keys import split_message_id
-from concierge.ticks import ACK_ERROR, ACK_NAMES, ACK_PENDING, ACK_PLAYED, ACK_SERVER
+from concierge.sending import waha
 
 MESSAGE_EVENTS = frozenset({"message", "message.any"})
 # WAHA sends the hotel account's own messages (fromMe) only on message.any.

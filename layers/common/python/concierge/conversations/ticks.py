@@ -30,7 +30,7 @@ from concierge.config import settings
 
 if TYPE_CHECKING:
     # Only for annotations: the echo check (conversation) needs no pydantic models.
-    from concierge.webhook_events import Ack
+    from concierge.webhook.webhook_events import Ack
 
 logger = Logger(child=True)
 

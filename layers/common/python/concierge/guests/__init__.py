@@ -1,0 +1,1 @@
+"""Guests and their stays' data: registration, erasure on request, retention."""

@@ -1,0 +1,1 @@
+"""What WAHA sends us: the webhook's payload models and its signature."""
